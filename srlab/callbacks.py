@@ -1,0 +1,50 @@
+"""Callbacks that make a run directory worth keeping: image panels and no lost work.
+
+`SamplePanels` saves LR-bicubic | SR | HR strips of the first few val images at every
+validation (`samples/step<N>_<name>.png`) and sends them to W&B / TensorBoard.
+`CheckpointOnException` writes `last.ckpt` when training dies (Ctrl-C, a corrupt image),
+so a crash costs at most the steps since the last save — never the whole run.
+"""
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+
+from srlab.data.images import save_image
+
+
+class SamplePanels(pl.Callback):
+    def __init__(self, dirpath: str, n_images: int = 3):
+        self.dirpath = Path(dirpath)
+        self.n_images = n_images
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx >= self.n_images or not trainer.is_global_zero or not isinstance(outputs, dict):
+            return
+        if trainer.sanity_checking:
+            return
+        panel = torch.cat([outputs["bicubic"][0], outputs["sr"][0], batch["hr"][0].clamp(0, 1)], dim=-1)
+        name = Path(str(batch["name"][0])).stem
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        save_image(panel, self.dirpath / f"step{trainer.global_step:06d}_{name}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=f"samples/{name}", images=[panel.float().cpu()],
+                                 caption=["bicubic | SR | HR"], step=trainer.global_step)
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(f"samples/{name}", panel.float().cpu(), trainer.global_step)
+
+
+class CheckpointOnException(pl.Callback):
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+
+    def on_exception(self, trainer, pl_module, exception):
+        # Saving is a collective under DDP; a crashed rank cannot join it, so single process only.
+        if trainer.world_size > 1 or trainer.global_step == 0 or trainer.state.fn != "fit":
+            return
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(self.dirpath / "last.ckpt")
+        print(f"training stopped ({type(exception).__name__}): saved {self.dirpath / 'last.ckpt'} "
+              f"at step {trainer.global_step}; resume with ckpt_path=<that file>")

@@ -1,0 +1,53 @@
+"""Config plumbing shared by the entry points: where configs live, resolvers, early checks.
+
+Checks here run before any data is read or model is built, so a bad value costs the user
+one line and no time. Hydra itself reports unknown groups/options with its list of choices.
+"""
+import netrc
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from srlab.errors import SrlabError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+VALID_SCALES = (2, 3, 4, 8)
+
+
+def wandb_offline() -> bool:
+    """Offline unless W&B credentials exist (WANDB_API_KEY or a `wandb login` netrc entry)."""
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
+        return True
+    if os.environ.get("WANDB_API_KEY"):
+        return False
+    try:
+        rc = netrc.netrc(os.environ.get("NETRC"))
+        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("//")[-1]
+        return rc.authenticators(host) is None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return True
+
+
+if not OmegaConf.has_resolver("srlab.wandb_offline"):
+    OmegaConf.register_new_resolver("srlab.wandb_offline", wandb_offline)
+
+
+def check_scale(scale) -> int:
+    if scale not in VALID_SCALES:
+        raise SrlabError(f"scale={scale} is not supported: use one of {', '.join(map(str, VALID_SCALES))}")
+    return int(scale)
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """Fail fast, in one line, on values that would only break deep inside training."""
+    scale = check_scale(cfg.get("scale"))
+    patch = cfg.data.get("patch_size") if "data" in cfg else None
+    if patch is not None and (patch <= 0 or patch % scale != 0):
+        raise SrlabError(
+            f"data.patch_size={patch} is not a positive multiple of scale={scale}: "
+            f"use e.g. data.patch_size={max(scale, round(patch / scale) * scale)}"
+        )
+    batch = cfg.data.get("batch_size") if "data" in cfg else None
+    if batch is not None and batch < 1:
+        raise SrlabError(f"data.batch_size={batch} must be at least 1")

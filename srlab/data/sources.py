@@ -1,0 +1,122 @@
+"""Where HR images come from: scikit-image's bundled photos, or a user's folder.
+
+Data modules only need a list of (name, path) pairs split into train and val; this file makes
+those lists and refuses, with one line naming the path, anything that would give an empty or
+unreadable data set. Reading pixels is `images.read_image`'s job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+from pathlib import Path
+
+from srlab.errors import SrlabError
+
+# Real photos shipped inside the scikit-image wheel (no pooch download), name -> file name.
+# Synthetic/binary images (horse, logo, checkerboards, text, cell, blobs...) are left out:
+# they teach a net nothing about natural images.
+SAMPLE_COLOR = {
+    "astronaut": "astronaut.png",
+    "coffee": "coffee.png",
+    "chelsea": "chelsea.png",
+    "rocket": "rocket.jpg",
+    "hubble_deep_field": "hubble_deep_field.jpg",
+    "immunohistochemistry": "ihc.png",
+    "retina": "retina.jpg",
+}
+SAMPLE_GRAY = {
+    "camera": "camera.png",
+    "moon": "moon.png",
+    "brick": "brick.png",
+    "grass": "grass.png",
+    "gravel": "gravel.png",
+    "coins": "coins.png",
+    "clock": "clock_motion.png",
+    "page": "page.png",
+}
+SAMPLES = {**SAMPLE_COLOR, **SAMPLE_GRAY}
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def sample_dir() -> Path:
+    """site-packages/skimage/data, found without importing scikit-image."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise SrlabError("data=samples needs scikit-image: pip install scikit-image")
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def sample_split(val_names: list[str]) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
+    """(train, val) lists of (name, path) over SAMPLES; val is exactly `val_names`."""
+    unknown = [n for n in val_names if n not in SAMPLES]
+    if unknown:
+        raise SrlabError(
+            f"data.val_names: unknown sample image(s) {unknown}; choose from {sorted(SAMPLES)}"
+        )
+    root = sample_dir()
+    missing = [str(root / f) for f in SAMPLES.values() if not (root / f).is_file()]
+    if missing:
+        raise SrlabError(f"scikit-image sample file(s) missing: {missing}; reinstall scikit-image")
+    train = [(n, root / f) for n, f in SAMPLES.items() if n not in val_names]
+    val = [(n, root / SAMPLES[n]) for n in val_names]
+    if not train:
+        raise SrlabError("data.val_names lists every sample image; leave some for training")
+    return train, val
+
+
+def list_images(folder: str | Path, what: str = "data.train_dir") -> list[Path]:
+    """All image files under `folder` (recursive, extensions case-insensitive), sorted."""
+    root = Path(folder).expanduser()
+    exts = " ".join(IMAGE_EXTENSIONS)
+    if not root.is_dir():
+        raise SrlabError(f"{what}: folder {root} does not exist; point it at a folder of images")
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )
+    if not files:
+        raise SrlabError(f"{what}: no images in {root} (accepted extensions: {exts})")
+    return files
+
+
+def _named(root: Path, files: list[Path]) -> list[tuple[str, Path]]:
+    # The relative path (without suffix) keeps names unique across sub-folders.
+    return [(str(p.relative_to(root).with_suffix("")), p) for p in files]
+
+
+def _hash_unit(name: str) -> float:
+    """Stable pseudo-random number in [0,1) from a name (same on every machine and run)."""
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big") / 2**64
+
+
+def folder_split(
+    train_dir: str | Path, val_dir: str | Path | None = None, val_fraction: float = 0.1
+) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
+    """(train, val) lists of (name, path) from folders.
+
+    With `val_dir`, train is all of `train_dir` and val all of `val_dir`. Without it, the val
+    images are the ceil(val_fraction * n) images of `train_dir` (at least 1, and at least 1
+    left for training) with the smallest SHA-1 hash of their relative path: deterministic,
+    the same on every machine, and not biased by file order (sorted names often group
+    similar shots together).
+    """
+    train_root = Path(train_dir).expanduser()
+    train = _named(train_root, list_images(train_root, "data.train_dir"))
+    if val_dir is not None:
+        val_root = Path(val_dir).expanduser()
+        return train, _named(val_root, list_images(val_root, "data.val_dir"))
+    if len(train) < 2:
+        raise SrlabError(
+            f"data.train_dir: {train_root} has 1 image; a train/val split needs at least 2 "
+            "(or set data.val_dir)"
+        )
+    if not 0 < val_fraction < 1:
+        raise SrlabError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+    n_val = min(len(train) - 1, max(1, math.ceil(val_fraction * len(train) - 1e-9)))
+    val_ids = set(sorted(range(len(train)), key=lambda i: _hash_unit(train[i][0]))[:n_val])
+    val = [item for i, item in enumerate(train) if i in val_ids]
+    train = [item for i, item in enumerate(train) if i not in val_ids]
+    return train, val

@@ -1,0 +1,67 @@
+"""Building blocks shared by the nets: conv blocks and the pre-upsampling wrapper.
+
+Pre-upsampling nets (the seed's auto-encoder and U-Net, SRCNN) work at HR size: the LR
+image is first upscaled with the same MATLAB bicubic that the baseline uses, the body
+predicts the HR image — or, with `residual=True`, the detail missing from the bicubic
+image. The head of a residual net starts at zero, so an untrained net *is* bicubic and
+every step of training shows up as gain over the baseline.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srlab.imresize import imresize
+
+
+def conv_block(c_in: int, c_out: int, norm: str | None = None) -> nn.Sequential:
+    """Two 3x3 convs with activations; `norm` in {None, "batch", "group"}."""
+    layers: list[nn.Module] = []
+    for c in (c_in, c_out):
+        layers.append(nn.Conv2d(c, c_out, 3, padding=1, bias=norm is None))
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(c_out))
+        elif norm == "group":
+            layers.append(nn.GroupNorm(min(8, c_out), c_out))
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad bottom/right so H and W are multiples of `multiple` (encoder strides)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class PreUpsamplingNet(nn.Module):
+    """Base class: bicubic-upsample the LR input, run `self.body` at HR size.
+
+    Subclasses build `self.body` (3 -> 3 channels) and `self.head` (its last conv, zeroed
+    when residual) and pass `multiple` = total stride of the body.
+    """
+
+    upsampling = "pre"
+
+    def __init__(self, scale: int, residual: bool = True, multiple: int = 1):
+        super().__init__()
+        self.scale = int(scale)
+        self.residual = residual
+        self.multiple = multiple
+
+    def zero_head(self) -> None:
+        if self.residual:
+            nn.init.zeros_(self.head.weight)
+            if self.head.bias is not None:
+                nn.init.zeros_(self.head.bias)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        up = imresize(lr, scale=self.scale)
+        h, w = up.shape[-2:]
+        out = self.body(pad_to_multiple(up, self.multiple))[..., :h, :w]
+        return up + out if self.residual else out

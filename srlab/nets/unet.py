@@ -1,0 +1,37 @@
+"""U-Net (the seed's approach 2): the auto-encoder plus skip connections.
+
+Encoder stages halve the resolution and double the width; each decoder stage upsamples,
+concatenates the encoder features of the same size (the skip) and fuses them. Skips let
+fine detail bypass the bottleneck, which is why a U-Net beats the plain auto-encoder at SR.
+"""
+import torch
+from torch import nn
+
+from srlab.nets.blocks import PreUpsamplingNet, conv_block
+
+
+class UNet(PreUpsamplingNet):
+    def __init__(self, scale: int, channels: int = 32, depth: int = 3, residual: bool = True, norm: str | None = None):
+        super().__init__(scale, residual, multiple=2**depth)
+        widths = [channels * 2**i for i in range(depth + 1)]
+        self.stem = conv_block(3, widths[0], norm)
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+                          conv_block(c_out, c_out, norm))
+            for c_in, c_out in zip(widths[:-1], widths[1:])
+        )
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(c_in, c_out, 2, stride=2) for c_in, c_out in zip(widths[:0:-1], widths[-2::-1])
+        )
+        self.fuse = nn.ModuleList(conv_block(2 * c, c, norm) for c in widths[-2::-1])
+        self.head = nn.Conv2d(widths[0], 3, 3, padding=1)
+        self.zero_head()
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.stem(x)]
+        for down in self.down:
+            skips.append(down(skips[-1]))
+        x = skips.pop()
+        for up, fuse in zip(self.up, self.fuse):
+            x = fuse(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x)

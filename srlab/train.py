@@ -1,0 +1,88 @@
+"""srlab-train: compose the config, fit, validate the best checkpoint, fill the run directory.
+
+The whole sequence a reader needs, in order: check the config (fail fast) -> build data,
+net, loss, approach, callbacks, loggers, trainer from their `_target_`s -> fit (or, for a
+net without parameters such as bicubic, only validate) -> validate the best checkpoint ->
+write `metrics.json` and print SR vs bicubic. `train(cfg)` is what tests call;
+`main()` is the console script (`srlab-train`, `python -m srlab.train`).
+"""
+import json
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from srlab.cli import user_errors
+from srlab.config import CONFIG_DIR, validate_train_config
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_group(group: DictConfig | None) -> list:
+    """Callbacks and loggers are dicts of named `_target_` configs (null entries are dropped)."""
+    return [instantiate(item) for item in (group or {}).values() if item and "_target_" in item]
+
+
+def print_summary(metrics: dict, run_dir: Path) -> None:
+    table = Table(title="validation (Y channel, border = scale)")
+    for column in ("metric", "SR", "bicubic", "gain"):
+        table.add_column(column, justify="right")
+    for key, label in (("psnr_y", "PSNR_Y dB"), ("ssim_y", "SSIM_Y"), ("psnr_rgb", "PSNR_RGB dB")):
+        sr, bic = metrics.get(f"val/{key}"), metrics.get(f"val/bicubic_{key}")
+        if sr is not None and bic is not None:
+            table.add_row(label, f"{sr:.4f}", f"{bic:.4f}", f"{sr - bic:+.4f}")
+    console = Console()
+    console.print(table)
+    console.print(f"steps {metrics['train/steps']}, {metrics['train/seconds']:.0f} s; run directory: {run_dir}")
+
+
+def train(cfg: DictConfig) -> dict:
+    validate_train_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    run_dir = Path(cfg.paths.output_dir)
+
+    datamodule = instantiate(cfg.data)
+    net = instantiate(cfg.net)
+    model = instantiate(cfg.approach, net=net, loss=instantiate(cfg.loss))
+    # The resolved config rides in every checkpoint: srlab-eval/upscale rebuild the net from it.
+    model.srlab_config = OmegaConf.to_container(cfg, resolve=True)
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")),
+                                      logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(model.srlab_config)
+
+    start = time.perf_counter()
+    if any(p.requires_grad for p in net.parameters()):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    else:
+        log.info("net %s has no trainable parameters: validating only", type(net).__name__)
+    seconds = time.perf_counter() - start
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    results = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    metrics = {k: float(v) for k, v in results[0].items() if k.startswith("val/")}
+    metrics.update({"train/steps": int(trainer.global_step), "train/seconds": round(seconds, 1)})
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        print_summary(metrics, run_dir)
+    for logger in loggers:
+        logger.finalize("success")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with user_errors():
+        metrics = train(cfg)
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()
