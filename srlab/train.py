@@ -53,8 +53,10 @@ def train(cfg: DictConfig) -> dict:
     # The resolved config rides in every checkpoint: srlab-eval/upscale rebuild the net from it.
     model.srlab_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=instantiate_group(cfg.get("callbacks")),
-                                      logger=loggers or False)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    if not loggers:  # Lightning refuses an LR monitor with nothing to log to
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(model.srlab_config)
 

@@ -1,0 +1,71 @@
+"""srlab-export: turn a training checkpoint into a small, safe inference file.
+
+A Lightning checkpoint carries optimizer state, loop state and the whole training config;
+to ship a model only the net's config, its scale and its weights are needed. The exported
+file, `{"format": "srlab-net/1", "net_config", "scale", "state_dict"}`, holds only dicts,
+strings, numbers and tensors, so it loads with `torch.load(weights_only=True)` and
+`srlab.checkpoint.load_net` rebuilds the net without Hydra or Lightning. When the
+`safetensors` package is installed a `.safetensors` twin is written too (config in its
+metadata), for tools that only accept that format.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from srlab.checkpoint import EXPORT_FORMAT, load_net
+from srlab.cli import user_errors
+from srlab.config import CONFIG_DIR
+from srlab.errors import SrlabError
+
+
+def default_output(ckpt_path: str | Path) -> Path:
+    """best.ckpt -> best.srlab.pt, next to it."""
+    ckpt_path = Path(ckpt_path)
+    return ckpt_path.with_name(f"{ckpt_path.stem}.srlab.pt")
+
+
+def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkpoint: bool = False,
+           safetensors: bool | str = "auto") -> list[Path]:
+    """Write the inference file(s) for `ckpt_path`; returns the paths written."""
+    net, info = load_net(ckpt_path, trust_checkpoint=trust_checkpoint)
+    out = Path(output) if output else default_output(ckpt_path)
+    if out.resolve() == Path(ckpt_path).resolve():
+        raise SrlabError(f"output={out} would overwrite the checkpoint: choose another file name")
+    # clone(): tensors that share storage with others (views) would drag the whole storage along.
+    state_dict = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    payload = {"format": EXPORT_FORMAT, "net_config": info["net_config"], "scale": info["scale"],
+               "state_dict": state_dict}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, out)
+    written = [out]
+    if safetensors in (True, "auto", "true"):
+        try:
+            from safetensors.torch import save_file
+        except ImportError:
+            if safetensors != "auto":
+                raise SrlabError("safetensors=true but the safetensors package is not installed: "
+                                 "pip install safetensors, or pass safetensors=false") from None
+        else:
+            twin = out.with_name(f"{out.name.removesuffix('.pt').removesuffix('.srlab')}.safetensors")
+            meta = {"format": EXPORT_FORMAT, "net_config": json.dumps(info["net_config"]), "scale": str(info["scale"])}
+            save_file(state_dict, str(twin), metadata=meta)
+            written.append(twin)
+    return written
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="export")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        for path in export(cfg.ckpt_path, cfg.get("output"), bool(cfg.get("trust_checkpoint", False)),
+                           cfg.get("safetensors", "auto")):
+            print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""End to end: srlab-train fills the run directory, beats bicubic, resumes, srlab-eval measures it."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from srlab.train import train
+from tests.conftest import compose_cfg, write_images, FAST
+
+REAL_RUN = FAST + [
+    "scale=2", "data.patch_size=32", "data.batch_size=8", "net.channels=16", "net.depth=2",
+    "trainer.max_steps=150", "trainer.val_check_interval=50", "approach.optimizer.lr=2e-3",
+    "callbacks.sample_panels.n_images=2", "callbacks.progress_bar=null",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short real training on tiny synthetic data, shared by the tests below."""
+    root = tmp_path_factory.mktemp("trained")
+    write_images(root / "train", 8, size=(64, 64), seed=0)
+    write_images(root / "val", 3, size=(64, 48), seed=1)
+    run_dir = root / "run"
+    cfg = compose_cfg("train", REAL_RUN + ["data=folder", f"data.train_dir={root / 'train'}",
+                                           f"data.val_dir={root / 'val'}"], run_dir)
+    metrics = train(cfg)
+    return run_dir, metrics, root
+
+
+def test_short_training_beats_bicubic(trained):
+    _, metrics, _ = trained
+    assert metrics["train/steps"] == 150
+    assert metrics["val/psnr_y"] > metrics["val/bicubic_psnr_y"] + 0.3, metrics
+    assert metrics["val/ssim_y"] > metrics["val/bicubic_ssim_y"], metrics
+
+
+def test_run_directory_contract(trained):
+    run_dir, metrics, _ = trained
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("val/psnr_y", "val/ssim_y", "val/psnr_rgb", "val/bicubic_psnr_y", "val/bicubic_ssim_y",
+                "train/steps", "train/seconds"):
+        assert isinstance(saved[key], (int, float)), key
+    assert saved["val/psnr_y"] == pytest.approx(metrics["val/psnr_y"])
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((run_dir / "samples").glob("*.png"))) >= 2
+    ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["srlab_config"]["net"]["_target_"] == "srlab.nets.unet.UNet"
+    assert ckpt["srlab_config"]["scale"] == 2
+    assert any(k.startswith("net.") for k in ckpt["state_dict"])
+
+
+def test_resume_continues_at_the_same_step(trained, tmp_path):
+    run_dir, _, root = trained
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 150
+    cfg = compose_cfg("train", REAL_RUN + ["data=folder", f"data.train_dir={root / 'train'}",
+                                           f"data.val_dir={root / 'val'}", "trainer.max_steps=160",
+                                           f"ckpt_path={last}"], tmp_path / "resumed")
+    metrics = train(cfg)
+    assert metrics["train/steps"] == 160
+
+
+def test_eval_cli_writes_the_promised_keys(trained, tmp_path):
+    run_dir, metrics, root = trained
+    out = tmp_path / "eval"
+    res = subprocess.run(
+        [sys.executable, "-m", "srlab.eval", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+         f"eval.sets=[{root / 'val'}]", "scale=2", f"hydra.run.dir={out}"],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert res.returncode == 0, res.stderr
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y", "n_images"):
+        assert f"val/{key}" in saved, key
+    assert saved["val/n_images"] == 3
+    assert saved["val/psnr_y"] > saved["val/bicubic_psnr_y"]
+    rows = (out / "per_image.csv").read_text().strip().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("set,image,psnr_y")
+
+
+@pytest.mark.parametrize("net", ["unet", "autoencoder", "bicubic"])
+def test_fast_dev_run_of_each_net(net, image_folder, make_cfg):
+    folder = image_folder(n=4)
+    overrides = [f"net={net}", "debug=fdr", "data=folder", f"data.train_dir={folder}"]
+    if net == "bicubic":  # FAST minus the net's width/depth, which bicubic does not have
+        overrides += [o for o in FAST if not o.startswith("net.")]
+    cfg = make_cfg(overrides, fast=net != "bicubic")
+    metrics = train(cfg)
+    assert metrics["val/psnr_y"] > 10
+    if net == "bicubic":
+        assert metrics["val/psnr_y"] == pytest.approx(metrics["val/bicubic_psnr_y"])
+
+
+def test_missing_data_folder_fails_with_one_line_naming_it(tmp_path):
+    missing = tmp_path / "nope"
+    res = subprocess.run([sys.executable, "-m", "srlab.train", "data=folder", f"data.train_dir={missing}",
+                          "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and str(missing) in lines[-1], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_empty_data_folder_fails_with_one_line_naming_it(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = subprocess.run([sys.executable, "-m", "srlab.train", "data=folder", f"data.train_dir={empty}",
+                          "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    assert str(empty) in res.stderr.strip().splitlines()[-1] and "Traceback" not in res.stderr
