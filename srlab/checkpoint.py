@@ -100,6 +100,8 @@ def _net_parts(obj, path: Path) -> tuple[dict, dict, dict | None, str]:
         raise SrlabError(f"checkpoint {path} holds a {type(obj).__name__}, not a checkpoint dict; "
                          "pass a .ckpt from srlab-train or a .srlab.pt from srlab-export")
     if obj.get("format") == EXPORT_FORMAT:
+        if not isinstance(obj.get("net_config"), dict) or not isinstance(obj.get("state_dict"), dict):
+            raise SrlabError(f"{path} says format {EXPORT_FORMAT} but lacks net_config/state_dict: re-export it")
         return obj["net_config"], obj["state_dict"], None, "export"
     if "format" in obj:
         raise SrlabError(f"{path} has format {obj['format']!r}, which this srlab cannot read "

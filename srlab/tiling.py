@@ -20,7 +20,7 @@ blended there, so no seam shows:
   pixel is normalised and quantised as soon as its last tile is done. Extra memory is thus
   O(width * overlap + tile^2): flat in image height and far below the float output size.
 - `tile=None`: on CUDA a 128 px probe measures the net's peak activation bytes per LR pixel
-  and the tile uses half of the free GPU memory (capped at 2048); on CPU a fixed estimate
+  and the tile uses half of the free GPU memory (capped at 1024); on CPU a fixed estimate
   of 640*scale^2 bytes per LR px (about five 32-channel float maps at HR size, what a
   pre-upsampling U-Net keeps alive) against a quarter of the available RAM, capped at 512.
 """
@@ -106,6 +106,7 @@ def available_ram() -> int:
         return 4 << 30
 
 
+@torch.inference_mode()
 def auto_tile(net: nn.Module, scale: int, channels: int, overlap: int, align: int,
               device: torch.device, dtype: torch.dtype) -> int:
     """Largest tile (LR px, multiple of 16) that fits the memory heuristic in the module docstring."""
@@ -118,7 +119,7 @@ def auto_tile(net: nn.Module, scale: int, channels: int, overlap: int, align: in
         base = torch.cuda.memory_allocated(device)
         net(torch.zeros(1, channels, probe, probe, device=device, dtype=dtype))
         per_px = max(torch.cuda.max_memory_allocated(device) - base, 1) / probe**2
-        budget, cap = 0.5 * free, 2048
+        budget, cap = 0.5 * free, 1024  # larger tiles gain little speed, cost host RAM
     else:
         per_px = 640 * scale**2
         budget, cap = available_ram() / 4, 512
@@ -178,7 +179,9 @@ def upscale_tiled(net: nn.Module, lr: torch.Tensor, scale: int, tile: int | None
             if y.dim() != 4 or y.shape[-2:] != (y1 - y0, x1 - x0):
                 raise SrlabError(f"the net turned a {yb - ya}x{xb - xa} tile into {tuple(y.shape)}, "
                                  f"not [1, C, {y1 - y0}, {x1 - x0}]: is scale={s} the net's scale?")
-            canvas = y[0].to("cpu", torch.float32)
+            canvas = y[0].to("cpu", torch.float32).contiguous()  # usually y itself: weighted in place
+            if canvas.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+                canvas = canvas.clone()  # an identity-like net returned the caller's image
             canvas.mul_(torch.outer(wy[k], wx[j]))
             if out is None:
                 out = torch.empty(H, W, canvas.shape[0], dtype=out_dtype).permute(2, 0, 1)

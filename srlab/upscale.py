@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -161,6 +162,8 @@ def plan(input: str, output: str | None, scale: int) -> tuple[list[tuple[Path, P
             raise SrlabError(f"output={out_dir} is the input folder: choose another output folder")
         files = [p for p in list_images(src, what="input")
                  if not p.resolve().is_relative_to(out_dir.resolve())]  # skip earlier outputs
+        if not files:
+            raise SrlabError(f"input {src}: its only images are under output={out_dir}; choose another output")
         pairs = [(p, out_dir / p.relative_to(src).with_suffix(".png")) for p in files]
         target = out_dir
     else:
@@ -168,7 +171,7 @@ def plan(input: str, output: str | None, scale: int) -> tuple[list[tuple[Path, P
             raise SrlabError(f"input {src} is not an image file ({' '.join(IMAGE_EXTENSIONS)})")
         if output is None:
             dst = src.with_name(f"{src.stem}_x{scale}.png")
-        elif Path(output).is_dir() or output.endswith(("/", "\\")):
+        elif Path(output).expanduser().is_dir() or output.endswith(("/", "\\")):
             dst = Path(output).expanduser() / f"{src.stem}.png"
         else:
             dst = Path(output).expanduser()
@@ -202,7 +205,7 @@ def upscale(cfg: DictConfig) -> list[Path]:
     device, dtype = pick_device(str(cfg.device), bool(cfg.half))
     net, info = load_net(cfg.ckpt_path, trust_checkpoint=bool(cfg.trust_checkpoint))
     scale, overlap = info["scale"], int(cfg.overlap)
-    pairs, target = plan(str(cfg.input), cfg.output, scale)
+    pairs, target = plan(str(cfg.input), None if cfg.output is None else str(cfg.output), scale)
     net = net.to(device=device, dtype=dtype)
     align, tile = lr_alignment(net, scale), cfg.tile
     if tile is None:  # decided once, for the colour net, and used for every file
@@ -218,7 +221,7 @@ def upscale(cfg: DictConfig) -> list[Path]:
         except SrlabError as e:
             if len(pairs) == 1:
                 raise
-            tqdm.write(f"skipped: {e}")
+            tqdm.write(f"skipped: {e}", file=sys.stderr)
             failed.append(str(e))
             continue
         written.append(dst)

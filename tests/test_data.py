@@ -6,6 +6,7 @@ once per module), so the file stays fast.
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -139,7 +140,8 @@ def test_degradation_sizes(scale):
     for k in ["cubic", "linear", "box", "lanczos3", "area", "bilinear", "nearest"]:
         out = Crapify(scale, kernel=k)(hr)
         assert out.shape == (3, 12, 8) and out.min() >= 0 and out.max() <= 1
-    assert downscale(hr, scale, "area")[0, 0, 0] == pytest.approx(hr[0, :scale, :scale].mean().item())
+    block_mean = hr[0, :scale, :scale].mean().item()
+    assert downscale(hr, scale, "area")[0, 0, 0].item() == pytest.approx(block_mean)
 
 
 def test_crapify_changes_lr_and_is_seeded():
@@ -225,12 +227,14 @@ def test_batch_format(hr_folder, scale):
     assert 0 <= b["lr"].min() and b["lr"].max() <= 1
     for vb in dm.val_dataloader():
         _, _, h, w = vb["hr"].shape
-        assert h % scale == 0 and w % scale == 0 and vb["lr"].shape == (1, 3, h // scale, w // scale)
+        assert h % scale == 0 and w % scale == 0
+        assert vb["lr"].shape == (1, 3, h // scale, w // scale)
         assert vb["gray"].shape == (1,) and len(vb["name"]) == 1
 
 
 def test_val_deterministic_and_gray_flag(hr_folder):
-    dm = _folder_dm(hr_folder, 2, degradation=Crapify(2, blur_prob=1, noise_prob=1), val_fraction=0.5)
+    deg = Crapify(2, blur_prob=1, noise_prob=1)
+    dm = _folder_dm(hr_folder, 2, degradation=deg, val_fraction=0.5)
     dm.setup("fit")
     first = [b["lr"] for b in dm.val_dataloader()]
     second = [b["lr"] for b in dm.val_dataloader()]
@@ -264,16 +268,22 @@ def test_unreadable_header_fails_at_setup(hr_folder):
 
 
 @pytest.mark.parametrize("workers", [0, 1])
-def test_corrupt_image_in_loader_names_file(hr_folder, workers):
+def test_corrupt_image_in_loader_names_file(hr_folder, workers, monkeypatch):
+    # torch waits this long for a worker that raised to exit; shorten it for the test.
+    monkeypatch.setattr(torch.utils.data._utils, "MP_STATUS_CHECK_INTERVAL", 0.1)
+    monkeypatch.setattr(torch.utils.data._utils.worker, "MP_STATUS_CHECK_INTERVAL", 0.1)
     # Valid header, truncated pixel data: only decoding (in the loader worker) finds it.
     good = (hr_folder / "img3.png").read_bytes()
     (hr_folder / "zz_bad.png").write_bytes(good[: len(good) // 2])
     dm = _folder_dm(hr_folder, 2, num_workers=workers, val_dir=str(hr_folder / "sub"))
     dm.setup("fit")
     assert "zz_bad" in dm.train_set.store.names
+    loader = dm.train_dataloader()
     with pytest.raises(SrlabError, match="zz_bad.png"):
-        for _ in dm.train_dataloader():
+        for _ in loader:
             pass
+    del loader
+    gc.collect()  # shut the worker down while the short interval is in force
 
 
 def test_cache_matches_lazy(hr_folder):
@@ -297,12 +307,14 @@ def test_ddp_val_sampler_no_padding(hr_folder):
         assert len(names) == len(loader.sampler) == (3 if rank == 0 else 2)
         seen += names
     assert sorted(seen) == sorted(dm.val_set.store.names)  # each image exactly once
-    assert _folder_dm(hr_folder, 2).val_dataloader().sampler.__class__.__name__ == "SequentialSampler"
+    single = _folder_dm(hr_folder, 2).val_dataloader().sampler
+    assert isinstance(single, torch.utils.data.SequentialSampler)
 
 
 def test_configs_instantiate(hr_folder):
     for name in ["bicubic", "crapify"]:
-        cfg = OmegaConf.merge({"scale": 3}, {"d": OmegaConf.load(CONFIGS / "degradation" / f"{name}.yaml")})
+        node = OmegaConf.load(CONFIGS / "degradation" / f"{name}.yaml")
+        cfg = OmegaConf.merge({"scale": 3}, {"d": node})
         deg = instantiate(cfg.d)
         assert deg.scale == 3 and deg(torch.rand(3, 9, 6)).shape == (3, 3, 2)
     for name, extra in [("samples", {}), ("folder", {"train_dir": str(hr_folder)})]:

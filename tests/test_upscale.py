@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 from srlab.checkpoint import load_net
-from srlab.config import CONFIG_DIR
 from srlab.errors import SrlabError
 from srlab.export import export
 from srlab.imresize import imresize
@@ -144,12 +143,10 @@ def test_cli_folder_of_mixed_images(net_dir, tmp_path):
     assert c.shape == (3, 80, 100) and (c - sr(net, c_in) * 65535).abs().max() <= 3
 
 
-def compose_upscale(*overrides):
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("upscale", overrides=list(overrides))
+def test_single_file_defaults_and_user_errors(net_dir, tmp_path, make_cfg):
+    def compose_upscale(*overrides):
+        return make_cfg(list(overrides), config_name="upscale")
 
-
-def test_single_file_defaults_and_user_errors(net_dir, tmp_path):
     make_ckpt(tmp_path / "m.ckpt")
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "a.jpg")
     written = upscale(compose_upscale(f"ckpt_path={tmp_path / 'm.ckpt'}", f"input={tmp_path / 'a.jpg'}",
@@ -216,7 +213,10 @@ def test_export_reloads_without_hydra_or_lightning(net_dir, tmp_path, monkeypatc
     from srlab.export import main
 
     monkeypatch.setattr(sys, "argv", ["srlab-export", f"ckpt_path={tmp_path / 'best.ckpt'}"])
-    main()
+    try:
+        main()
+    finally:
+        GlobalHydra.instance().clear()
     exported = tmp_path / "best.srlab.pt"
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(exported)
     payload = torch.load(exported, weights_only=True)

@@ -43,7 +43,8 @@ class ImageStore:
             self.data = []
             for p in self.paths:
                 img, gray = read_image(p)
-                self.data.append(((img[:1] if gray else img).mul(255).round().to(torch.uint8), gray))
+                img = img[:1] if gray else img  # gray kept as 1 channel, expanded on use
+                self.data.append((img.mul(255).round().to(torch.uint8), gray))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -146,9 +147,9 @@ def auto_num_workers(processes_per_machine: int = 1) -> int:
     """Loader workers per process when `num_workers` is null.
 
     GPU: min(8, cpus per process), or the GPU waits on data. CPU-only: the model's own threads
-    need the cores. Measured on 2 cores, batches of 16 x 128 px patches, scale 4, with a small
-    conv net's train step (median ms/step, workers 0/1/2): bicubic 41/49/53, crapify 108/120/632
-    (workers also caused 10x stalls under load). So 0 on <= 2 cores; above that a guess.
+    need the cores. Measured on an idle 2-core box, batches of 16 x 128 px patches, scale 4,
+    with a small conv net's train step (median ms/step, workers 0/1/2): bicubic 41/50/50,
+    crapify 105/112/107. So 0 on <= 2 cores; above that, half the cores (capped at 4) is a guess.
     """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     per_proc = max(1, (cpus or 1) // max(1, processes_per_machine))

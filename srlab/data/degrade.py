@@ -31,7 +31,7 @@ def _check(hr: torch.Tensor, scale: int) -> None:
     if hr.dim() != 3 or hr.shape[0] != 3:
         raise ValueError(f"degradation expects hr [3,H,W], got {tuple(hr.shape)}")
     if hr.shape[-2] % scale or hr.shape[-1] % scale:
-        raise ValueError(f"degradation: HR size {tuple(hr.shape[-2:])} is not a multiple of {scale}")
+        raise ValueError(f"degradation: HR size {tuple(hr.shape[-2:])} not a multiple of {scale}")
 
 
 def _uniform(lo_hi: Sequence[float], g: torch.Generator | None) -> float:
@@ -110,10 +110,13 @@ class Crapify:
                           ("jpeg_quality", jpeg_quality)]:
             if len(rng) != 2 or float(rng[0]) > float(rng[1]) or float(rng[0]) < 0:
                 raise SrlabError(
-                    f"degradation.{name} must be [low, high] with 0 <= low <= high, got {list(rng)}"
+                    f"degradation.{name} must be [low, high] with 0 <= low <= high, "
+                    f"got {list(rng)}"
                 )
         if not (1 <= float(jpeg_quality[0]) and float(jpeg_quality[1]) <= 100):
-            raise SrlabError(f"degradation.jpeg_quality must lie in [1, 100], got {list(jpeg_quality)}")
+            raise SrlabError(
+                f"degradation.jpeg_quality must lie in [1, 100], got {list(jpeg_quality)}"
+            )
         self.blur_prob, self.blur_sigma = float(blur_prob), tuple(map(float, blur_sigma))
         self.noise_prob, self.noise_sigma = float(noise_prob), tuple(map(float, noise_sigma))
         self.jpeg_prob, self.jpeg_quality = float(jpeg_prob), tuple(map(float, jpeg_quality))

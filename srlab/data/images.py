@@ -80,6 +80,11 @@ def _to_array(im: Image.Image) -> tuple[np.ndarray, bool]:
     return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0, False
 
 
+def _unreadable(path, e: Exception) -> SrlabError:
+    reason = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the decoder said
+    return SrlabError(f"cannot read image {path}: {reason}; replace or delete this file")
+
+
 def read_image(path: str | Path) -> tuple[torch.Tensor, bool]:
     """Read an image file -> (float32 tensor [3,H,W] in [0,1], gray: bool).
 
@@ -97,10 +102,7 @@ def read_image(path: str | Path) -> tuple[torch.Tensor, bool]:
     except SrlabError:
         raise
     except Exception as e:  # any decoder error: truncated file, unknown format, bad header...
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise SrlabError(
-            f"cannot read image {path}: {reason}; replace or delete this file"
-        ) from None
+        raise _unreadable(path, e) from None
     t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)
     if t.shape[0] == 1:
         t = t.expand(3, -1, -1)
@@ -108,13 +110,12 @@ def read_image(path: str | Path) -> tuple[torch.Tensor, bool]:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) from the file header only (cheap); `SrlabError` naming the file if unreadable."""
+    """(height, width) from the file header only (cheap); `SrlabError` naming an unreadable file."""
     try:
         with Image.open(path) as im:
             w, h = im.size
     except Exception as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise SrlabError(f"cannot read image {path}: {reason}; replace or delete this file") from None
+        raise _unreadable(path, e) from None
     return h, w
 
 
