@@ -27,6 +27,7 @@ FAST = [
     "data.patch_size=32",
     "net.channels=8",
     "net.depth=2",
+    "net.space_to_depth=1",
 ]
 
 

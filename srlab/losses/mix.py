@@ -11,7 +11,26 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from srlab.config import CONFIG_DIR
 from srlab.errors import SrlabError
+
+TERMS_DIR = CONFIG_DIR / "loss" / "terms"
+
+
+def default_term_fn(name: str, overrides: Mapping | None = None) -> nn.Module:
+    """Instantiate the fn of configs/loss/terms/<name>.yaml (with `overrides` merged in)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    path = TERMS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in TERMS_DIR.glob("*.yaml")))
+        raise SrlabError(f"loss term '{name}' has no fn and no configs/loss/terms/{name}.yaml: "
+                         f"use one of {known}, or give loss.terms.{name}.fn._target_")
+    fn_cfg = OmegaConf.load(path).fn
+    if overrides:
+        fn_cfg = OmegaConf.merge(fn_cfg, OmegaConf.create(dict(overrides)))
+    return instantiate(fn_cfg)
 
 
 class LossMix(nn.Module):
@@ -22,14 +41,11 @@ class LossMix(nn.Module):
         self.fns = nn.ModuleDict()
         self.weights: dict[str, float] = {}
         for name, term in terms.items():
-            if term is None or "fn" not in term or term["fn"] is None:
-                raise SrlabError(
-                    f"loss term '{name}' has no fn: add it with "
-                    f"'+loss/terms@loss.terms.{name}={name}' (see README, 'Loss mixes')"
-                )
-            if not isinstance(term["fn"], nn.Module):
-                raise SrlabError(f"loss term '{name}': fn must be an nn.Module, got {type(term['fn']).__name__}")
-            self.fns[name] = term["fn"]
+            term = term or {}
+            fn = term.get("fn")
+            if not isinstance(fn, nn.Module):  # absent, or only some fn.* keys given
+                fn = default_term_fn(name, fn)
+            self.fns[name] = fn
             self.weights[name] = float(term.get("weight", 1.0))
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

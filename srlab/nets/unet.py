@@ -11,10 +11,11 @@ from srlab.nets.blocks import PreUpsamplingNet, conv_block
 
 
 class UNet(PreUpsamplingNet):
-    def __init__(self, scale: int, channels: int = 32, depth: int = 3, residual: bool = True, norm: str | None = None):
-        super().__init__(scale, residual, multiple=2**depth)
+    def __init__(self, scale: int, channels: int = 32, depth: int = 3, residual: bool = True, norm: str | None = None,
+                 space_to_depth: int = 1):
+        super().__init__(scale, residual, multiple=2**depth, space_to_depth=space_to_depth)
         widths = [channels * 2**i for i in range(depth + 1)]
-        self.stem = conv_block(3, widths[0], norm)
+        self.stem = conv_block(self.io_channels, widths[0], norm)
         self.down = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
                           conv_block(c_out, c_out, norm))
@@ -24,7 +25,7 @@ class UNet(PreUpsamplingNet):
             nn.ConvTranspose2d(c_in, c_out, 2, stride=2) for c_in, c_out in zip(widths[:0:-1], widths[-2::-1])
         )
         self.fuse = nn.ModuleList(conv_block(2 * c, c, norm) for c in widths[-2::-1])
-        self.head = nn.Conv2d(widths[0], 3, 3, padding=1)
+        self.head = nn.Conv2d(widths[0], self.io_channels, 3, padding=1)
         self.zero_head()
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
