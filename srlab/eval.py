@@ -27,6 +27,7 @@ from srlab.data.sources import list_images
 from srlab.errors import SrlabError
 from srlab.imresize import imresize
 from srlab.metrics import quantize, sr_metrics
+from srlab.upscale import pick_device
 
 log = logging.getLogger(__name__)
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb")
@@ -36,12 +37,6 @@ def set_name(folder: str | Path) -> str:
     """Benchmark sets are laid out as <Set>/HR: name them by the set, not by 'HR'."""
     path = Path(folder).resolve()
     return path.parent.name if path.name.lower() == "hr" else path.name
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @torch.no_grad()
@@ -78,7 +73,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if not cfg.eval.sets:
         raise SrlabError("eval.sets is empty: pass folders of HR images, e.g. eval.sets=[data/Set5/HR]")
     net, scale = load_model(cfg)
-    device = pick_device(cfg.eval.device)
+    device, _ = pick_device(str(cfg.eval.device), half=False)
     net = net.to(device).eval()
     run_dir = Path(cfg.paths.output_dir)
     rows, metrics = [], {}
