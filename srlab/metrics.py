@@ -74,6 +74,13 @@ def sr_metrics(sr: torch.Tensor, hr: torch.Tensor, border: int, gray: torch.Tens
     return {"psnr_y": psnr(sr_y, hr_y), "ssim_y": ssim(sr_y, hr_y), "psnr_rgb": psnr(sr_rgb, hr_rgb)}
 
 
+def y_only_metrics(sr_y: torch.Tensor, hr_y: torch.Tensor, border: int) -> dict:
+    """Per-image psnr_y, ssim_y of [N,1,H,W] luma images in [0,1] (the Y-only protocol of
+    SRCNN/VDSR, where the net itself only ever sees Y): quantized, cropped, measured."""
+    a, b = crop_border(quantize(sr_y.double()), border), crop_border(quantize(hr_y.double()), border)
+    return {"psnr_y": psnr(a, b), "ssim_y": ssim(a, b)}
+
+
 class SRMetrics(Metric):
     """Mean per-image PSNR_Y / SSIM_Y / PSNR_RGB, DDP-exact (sum states)."""
 

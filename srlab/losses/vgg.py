@@ -75,21 +75,36 @@ def load_vgg(arch: str = "vgg16", weights: str = "imagenet", hint: str | None = 
 
 def imagenet_file(arch: str) -> Path:
     """Where torchvision looks for (and downloads) the ImageNet weights of `arch`."""
-    url = ARCHS[arch][2].url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return hub_file(ARCHS[arch][2])
 
 
-def _imagenet_state_dict(arch: str, enum, hint: str | None) -> dict:
-    path = imagenet_file(arch)
-    if not path.is_file():  # check the cache first: no network attempt when the file is there
+def hub_file(enum) -> Path:
+    """Where torchvision looks for (and downloads) the file of a weight enum, e.g. AlexNet_Weights.IMAGENET1K_V1."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
+
+
+def fetch_weights(enum, what: str, hint: str | None = None) -> Path:
+    """Path of a torchvision weight file in the hub cache, downloaded there if possible.
+
+    Offline and absent: one SrlabError line naming the file and the folder to put it in
+    (`hint` finishes it: "or <hint>"). No network attempt when the file is already there.
+    """
+    path = hub_file(enum)
+    if not path.is_file():
         try:
             _download(enum.url, path)
         except Exception as err:  # noqa: BLE001 - any failure means "not available": say where to put it
-            or_hint = f" or {hint}" if hint else " or pass weights=<path to a .pth state dict>"
+            or_hint = f" or {hint}" if hint else ""
             raise SrlabError(
-                f"{arch.upper()} ImageNet weights not found and cannot be downloaded "
-                f"({type(err).__name__}): put {path.name} in {path.parent}/{or_hint}"
+                f"{what} not found and cannot be downloaded ({type(err).__name__}): "
+                f"put {path.name} in {path.parent}/{or_hint}"
             ) from None
+    return path
+
+
+def _imagenet_state_dict(arch: str, enum, hint: str | None) -> dict:
+    hint = hint or "pass weights=<path to a .pth state dict>"
+    path = fetch_weights(enum, f"{arch.upper()} ImageNet weights", hint)
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

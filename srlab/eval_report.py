@@ -1,0 +1,107 @@
+"""Where srlab-eval's results go: printed table, per-image CSV, metrics.json, loggers.
+
+The files are the record (they are written first, so a logger failure loses nothing). With
+a logger on (`logger=wandb|csv|tensorboard`), the set means go to it as metrics, and W&B
+also gets a table with one row per image: its numbers and three crops (HR, bicubic, SR) of
+the window where bicubic is worst — where an SR method has the most to show, and where a
+reader looks first when comparing runs in the dashboard.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+
+class Crops:
+    """Collects, per image, the same `size` x `size` HR-pixel window of HR, bicubic and SR."""
+
+    def __init__(self, size: int, scale: int):
+        self.size, self.scale = size, scale
+        self.items: dict[tuple[str, str], list[np.ndarray]] = {}
+
+    def window(self, hr: torch.Tensor, bicubic: torch.Tensor) -> tuple[int, int, int]:
+        """(top, left, size) of the window with the largest mean bicubic error, inside the border."""
+        h, w = hr.shape[-2:]
+        size = min(self.size, h, w)
+        err = (bicubic - hr).abs().mean(dim=1, keepdim=True)
+        stride = max(1, size // 4)
+        pooled = F.avg_pool2d(err, size, stride=stride)[0, 0]
+        i = int(pooled.flatten().argmax())
+        return (i // pooled.shape[1]) * stride, (i % pooled.shape[1]) * stride, size
+
+    def add(self, set_name: str, image: str, hr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor) -> None:
+        if self.size <= 0:
+            return
+        top, left, size = self.window(hr, bicubic)
+        self.items[(set_name, image)] = [
+            (x[0, :, top:top + size, left:left + size].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).squeeze(-1).cpu().numpy()
+            for x in (hr, bicubic, sr)
+        ]
+
+
+def write_results(rows: list[dict], metrics: dict, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "per_image.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def print_table(metrics: dict, sets: list[str], scale: int, channels: str, run_dir: Path) -> None:
+    pipeline = "Y-only pipeline (SRCNN/VDSR)" if channels == "y" else "RGB pipeline"
+    table = Table(title=f"x{scale}, Y channel, border = {scale}, {pipeline}")
+    has_lpips = any(k.endswith("/lpips") for k in metrics)
+    columns = ["set", "images", "PSNR_Y", "SSIM_Y", "bicubic PSNR_Y", "bicubic SSIM_Y", "gain dB"]
+    columns += ["LPIPS", "bicubic LPIPS"] if has_lpips else []
+    for column in columns:
+        table.add_column(column, justify="right")
+    for s in sets:
+        m = lambda k: metrics[f"{s}/{k}"]  # noqa: E731
+        cells = [s, str(m("n_images")), f"{m('psnr_y'):.2f}", f"{m('ssim_y'):.4f}", f"{m('bicubic_psnr_y'):.2f}",
+                 f"{m('bicubic_ssim_y'):.4f}", f"{m('psnr_y') - m('bicubic_psnr_y'):+.2f}"]
+        cells += [f"{m('lpips'):.4f}", f"{m('bicubic_lpips'):.4f}"] if has_lpips else []
+        table.add_row(*cells)
+    console = Console()
+    console.print(table)
+    console.print(f"per-image CSV and metrics.json in {run_dir}")
+
+
+def log_results(cfg: DictConfig, metrics: dict, rows: list[dict], crops: Crops | None, scale: int) -> None:
+    """Send the set means to every configured logger, and the per-image table to W&B."""
+    run_name = f"eval_{Path(cfg.ckpt_path).stem if cfg.get('ckpt_path') else 'bicubic'}_x{scale}"
+    for logger_cfg in cfg.logger.values():
+        if not logger_cfg or "_target_" not in logger_cfg:
+            continue
+        is_wandb = logger_cfg._target_.endswith("WandbLogger")
+        logger = instantiate(logger_cfg, **({"name": run_name, "job_type": "eval"} if is_wandb else {}))
+        logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()})
+        if is_wandb:
+            logger.experiment.log({"eval/images": wandb_table(rows, crops)})
+            logger.experiment.finish()
+        else:
+            logger.finalize("success")
+
+
+def wandb_table(rows: list[dict], crops: Crops | None):
+    import wandb
+
+    numbers = [k for k in rows[0] if k not in ("set", "image")]
+    with_crops = crops is not None and bool(crops.items)
+    columns = ["set", "image", *numbers] + (["HR", "bicubic", "SR"] if with_crops else [])
+    table = wandb.Table(columns=columns)
+    for row in rows:
+        cells = [row[k] for k in ("set", "image", *numbers)]
+        if with_crops:
+            cells += [wandb.Image(a) for a in crops.items[(row["set"], row["image"])]]
+        table.add_data(*cells)
+    return table
