@@ -85,7 +85,7 @@ def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, cfg: D
     """One HR image [1,3,H,W] -> (metrics of SR and of bicubic, (hr, bicubic, sr) as measured)."""
     gray_t = torch.tensor([gray], device=hr.device)
     if channels == "y":
-        hr = torch.round(luma(hr, gray_t)) / 255.0  # the 8-bit Y (or gray) image of the MATLAB scripts
+        hr = (torch.round(luma(hr, gray_t)) / 255.0).to(hr.dtype)  # the 8-bit Y (or gray) image of the MATLAB scripts
         lr = imresize(hr, scale=1 / scale)
     else:
         lr = quantize(imresize(hr, scale=1 / scale)) / 255.0  # LR as saved to PNG

@@ -4,7 +4,10 @@ The files are the record (they are written first, so a logger failure loses noth
 a logger on (`logger=wandb|csv|tensorboard`), the set means go to it as metrics, and W&B
 also gets a table with one row per image: its numbers and three crops (HR, bicubic, SR) of
 the window where bicubic is worst — where an SR method has the most to show, and where a
-reader looks first when comparing runs in the dashboard.
+reader looks first when comparing runs in the dashboard. Images inside tables are lost by
+offline runs (wandb issue #4611: they sync as the word "Image"), so the same crops are also
+logged as one HR | bicubic | SR panel per image under `eval/panels/<set>`, which survive
+`wandb sync`.
 """
 from __future__ import annotations
 
@@ -86,7 +89,7 @@ def log_results(cfg: DictConfig, metrics: dict, rows: list[dict], crops: Crops |
         logger = instantiate(logger_cfg, **({"name": run_name, "job_type": "eval"} if is_wandb else {}))
         logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()})
         if is_wandb:
-            logger.experiment.log({"eval/images": wandb_table(rows, crops)})
+            logger.experiment.log({"eval/images": wandb_table(rows, crops), **wandb_panels(rows, crops)})
             logger.experiment.finish()
         else:
             logger.finalize("success")
@@ -105,3 +108,19 @@ def wandb_table(rows: list[dict], crops: Crops | None):
             cells += [wandb.Image(a) for a in crops.items[(row["set"], row["image"])]]
         table.add_data(*cells)
     return table
+
+
+def wandb_panels(rows: list[dict], crops: Crops | None) -> dict:
+    """{"eval/panels/<set>": [HR | bicubic | SR image per picture, captioned with its PSNR_Y]}."""
+    import wandb
+
+    panels: dict[str, list] = {}
+    if crops is None or not crops.items:
+        return panels
+    for row in rows:
+        hr, bicubic, sr = crops.items[(row["set"], row["image"])]
+        gap = np.full((hr.shape[0], 2, *hr.shape[2:]), 255, dtype=np.uint8)
+        caption = f"{row['image']}: HR | bicubic {row['bicubic_psnr_y']:.2f} dB | SR {row['psnr_y']:.2f} dB"
+        panel = wandb.Image(np.concatenate([hr, gap, bicubic, gap, sr], axis=1), caption=caption)
+        panels.setdefault(f"eval/panels/{row['set']}", []).append(panel)
+    return panels

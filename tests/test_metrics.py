@@ -93,3 +93,16 @@ def test_srmetrics_is_the_mean_of_per_image_values():
         values.append(sr_metrics(sr, hr, 2)["psnr_y"])
     expected = torch.cat(values).mean().item()
     assert metric.compute()["psnr_y"].item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_ssim_map_is_the_interior_of_torchmetrics_map():
+    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+
+    from srlab.metrics import crop_border, ssim
+
+    torch.manual_seed(0)
+    a = (torch.rand(2, 1, 40, 33, dtype=torch.float64) * 255).round()
+    b = (a + 20 * torch.randn_like(a)).clamp(0, 255).round()
+    _, full = tm_ssim(a, b, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=255.0, k1=0.01, k2=0.03,
+                      reduction="none", return_full_image=True)
+    assert torch.allclose(ssim(a, b), crop_border(full, 5).flatten(1).mean(dim=1), atol=1e-12)
