@@ -81,7 +81,11 @@ def print_table(metrics: dict, sets: list[str], scale: int, channels: str, run_d
 
 def log_results(cfg: DictConfig, metrics: dict, rows: list[dict], crops: Crops | None, scale: int) -> None:
     """Send the set means to every configured logger, and the per-image table to W&B."""
-    run_name = f"eval_{Path(cfg.ckpt_path).stem if cfg.get('ckpt_path') else 'bicubic'}_x{scale}"
+    if cfg.get("ckpt_path"):  # <run>/checkpoints/best.ckpt -> eval_<run>_best_x4
+        ckpt = Path(cfg.ckpt_path)
+        run_name = f"eval_{ckpt.parent.parent.name}_{ckpt.stem}_x{scale}"
+    else:
+        run_name = f"eval_bicubic_x{scale}"
     for logger_cfg in cfg.logger.values():
         if not logger_cfg or "_target_" not in logger_cfg:
             continue
