@@ -31,6 +31,9 @@ def wandb_offline() -> bool:
 
 if not OmegaConf.has_resolver("srlab.wandb_offline"):
     OmegaConf.register_new_resolver("srlab.wandb_offline", wandb_offline)
+# ${srlab.floordiv:${trainer.max_steps},2}: integer arithmetic in configs (the GAN's scheduler horizon)
+if not OmegaConf.has_resolver("srlab.floordiv"):
+    OmegaConf.register_new_resolver("srlab.floordiv", lambda a, b: int(a) // int(b))
 
 
 def check_scale(scale) -> int:

@@ -1,0 +1,73 @@
+"""What every SR approach shares: a net that maps LR -> SR, its validation and its checkpoint.
+
+An approach (regression, GAN, VAE, ...) differs only in how it trains. What it is *measured*
+by must not differ, or runs cannot be compared: validation here computes the paper-convention
+metrics for SR and for the bicubic upscale of the same LR (`val/<metric>`,
+`val/bicubic_<metric>`, `val/gain_psnr_y`), logs the loss mix on val images, and returns the
+images the sample-panel callback draws. The net is always the attribute `net`, so its
+weights sit under "net." in every checkpoint, which is what srlab-eval / srlab-upscale load;
+`srlab_config` (the resolved training config) rides along to rebuild it.
+"""
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from srlab.imresize import imresize
+from srlab.losses.mix import LossMix
+from srlab.metrics import SRMetrics
+
+
+class SRApproach(pl.LightningModule):
+    def __init__(self, net: nn.Module, loss: LossMix, scale: int = 4):
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.scale = int(scale)
+        self.val_sr = SRMetrics(border=self.scale)
+        self.val_bicubic = SRMetrics(border=self.scale)
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.net(lr)
+
+    def log_loss(self, stage: str, total: torch.Tensor, terms: dict, batch_size: int, prefix: str = "loss") -> None:
+        """`<stage>/<prefix>` and, per term, `<stage>/<prefix>/<name>` and `.../weighted/<name>`."""
+        on_step = stage == "train"
+        kw = dict(on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=not on_step)
+        self.log(f"{stage}/{prefix}", total, prog_bar=on_step, **kw)
+        for name, value in terms.items():
+            self.log(f"{stage}/{prefix}/{name}", value, **kw)
+            self.log(f"{stage}/{prefix}/weighted/{name}", self.loss.weights[name] * value, **kw)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        lr, hr = batch["lr"], batch["hr"]
+        sr = self.net(lr)
+        total, terms = self.loss(sr, hr)
+        self.log_loss("val", total, terms, hr.shape[0])
+        bicubic = imresize(lr, scale=self.scale)
+        self.val_sr.update(sr, hr, batch.get("gray"))
+        self.val_bicubic.update(bicubic, hr, batch.get("gray"))
+        # Returned for the sample-panel callback (LR-bicubic | SR | HR).
+        return {"sr": sr.detach().clamp(0, 1), "bicubic": bicubic.clamp(0, 1)}
+
+    def on_validation_epoch_end(self) -> None:
+        sr, bicubic = self.val_sr.compute(), self.val_bicubic.compute()
+        self.log_dict({f"val/{k}": v for k, v in sr.items()}, prog_bar=False)
+        self.log_dict({f"val/bicubic_{k}": v for k, v in bicubic.items()})
+        self.log("val/gain_psnr_y", sr["psnr_y"] - bicubic["psnr_y"], prog_bar=True)
+        self.val_sr.reset()
+        self.val_bicubic.reset()
+
+    @staticmethod
+    def build_optimizer(module: nn.Module, optimizer: Callable, scheduler: Callable | None, interval: str) -> dict:
+        """Lightning's optimizer dict for the trainable parameters of `module` only."""
+        opt = optimizer(params=[p for p in module.parameters() if p.requires_grad])
+        if scheduler is None:
+            return {"optimizer": opt}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler(optimizer=opt), "interval": interval}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Set by srlab-train: lets srlab-eval / srlab-upscale rebuild the net with no overrides.
+        if getattr(self, "srlab_config", None) is not None:
+            checkpoint["srlab_config"] = self.srlab_config

@@ -1,0 +1,81 @@
+"""VAE SR (seed approach 5): a conditional VAE, trained on reconstruction + KL.
+
+Per batch: the net's posterior encoder gives q(z | LR, HR) = N(mu, exp(logvar)); z is drawn
+with the reparameterisation trick; SR = net(LR, z); the objective is the loss mix on (SR, HR)
+plus `kl_weight` x KL(q || N(0, I)) (per HR value, see srlab/losses/kl.py). The KL weight
+ramps up linearly over `kl_warmup_steps` (KL annealing, Bowman et al. 2016): with the full
+weight from step 0 the posterior is pushed to the prior before the decoder learns to use z,
+and z is then ignored ("posterior collapse").
+
+Validation runs the net with z = 0 (the prior mean; shared metrics of `SRApproach`) and also
+logs `val/kl` on the val images: near 0 means the latent carries nothing. Logged in training:
+`train/loss/<term>`, `train/loss/kl`, `train/loss/weighted/kl`, `train/kl_weight`.
+The net must offer `encode(lr, hr) -> (mu, logvar)` and `forward(lr, z)` (srlab.nets.cvae_unet).
+"""
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from srlab.approaches.base import SRApproach
+from srlab.errors import SrlabError
+from srlab.losses.kl import gaussian_kl
+from srlab.losses.mix import LossMix
+
+
+class VaeSR(SRApproach):
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: LossMix,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        scheduler_interval: str = "step",
+        kl_weight: float = 1e-3,
+        kl_warmup_steps: int = 0,
+        scale: int = 4,
+    ):
+        super().__init__(net, loss, scale)
+        if not hasattr(net, "encode"):
+            raise SrlabError(f"approach=vae needs a net with a posterior encoder (net=cvae_unet), "
+                             f"not {type(net).__name__}")
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.kl_weight = float(kl_weight)
+        self.kl_warmup_steps = int(kl_warmup_steps)
+
+    def current_kl_weight(self) -> float:
+        if self.kl_warmup_steps <= 0:
+            return self.kl_weight
+        return self.kl_weight * min(1.0, self.global_step / self.kl_warmup_steps)
+
+    def kl(self, lr: torch.Tensor, hr: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (z, KL per HR value) from the posterior; z = mu when not sampling."""
+        mu, logvar = self.net.encode(lr, hr)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
+        return z, gaussian_kl(mu, logvar, per_values=hr[0].numel())
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        lr, hr = batch["lr"], batch["hr"]
+        z, kl = self.kl(lr, hr, sample=True)
+        sr = self.net(lr, z)
+        content, terms = self.loss(sr, hr)
+        weight = self.current_kl_weight()
+        total = content + weight * kl
+        n = hr.shape[0]
+        self.log_loss("train", total, terms, n)
+        kw = dict(on_step=True, on_epoch=False, batch_size=n)
+        self.log("train/loss/kl", kl, **kw)
+        self.log("train/loss/weighted/kl", weight * kl, **kw)
+        self.log("train/kl_weight", weight, **kw)
+        return total
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        out = super().validation_step(batch, batch_idx)
+        _, kl = self.kl(batch["lr"], batch["hr"], sample=False)
+        self.log("val/kl", kl, on_step=False, on_epoch=True, batch_size=batch["hr"].shape[0], sync_dist=True)
+        return out
+
+    def configure_optimizers(self):
+        return self.build_optimizer(self.net, self.optimizer_factory, self.scheduler_factory, self.scheduler_interval)

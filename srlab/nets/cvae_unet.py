@@ -1,0 +1,76 @@
+"""Conditional-VAE U-Net: the VAE approach's net — a U-Net whose bottleneck also gets a latent z.
+
+SR is one-to-many: many HR images downscale to the same LR. A conditional VAE models the
+missing detail as a latent z: a posterior encoder sees LR *and* HR and proposes
+q(z | LR, HR); the decoder (this U-Net, conditioned on the LR through its input) maps (LR, z)
+to SR. Trained with the reconstruction loss + KL(q || N(0, I)), the prior N(0, I) becomes a
+distribution over plausible details: `forward(lr)` uses z = 0 (the prior mean, one
+deterministic answer — what validation, srlab-eval and srlab-upscale see), `sample(lr, t)`
+draws z ~ N(0, t^2 I) for diverse answers.
+
+z lives on the bottleneck grid (H / (space_to_depth * 2^depth)), `latent_channels` deep, and
+is concatenated to the bottleneck features and fused by a 1x1 conv. The posterior encoder
+mirrors the U-Net's encoder on the space-to-depth'd bicubic and HR images. With a residual,
+zero-initialised head an untrained net is bicubic whatever z is.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from srlab.imresize import imresize
+from srlab.nets.blocks import conv_block, pad_to_multiple
+from srlab.nets.unet import UNet
+
+
+class CVAEUNet(UNet):
+    def __init__(self, scale: int, channels: int = 64, depth: int = 2, latent_channels: int = 8, residual: bool = True,
+                 norm: str | None = None, space_to_depth: int = 1):
+        super().__init__(scale, channels, depth, residual, norm, space_to_depth)
+        self.latent_channels = latent_channels
+        widths = [channels * 2**i for i in range(depth + 1)]
+        self.inject = nn.Conv2d(widths[-1] + latent_channels, widths[-1], 1)
+        self.posterior = nn.Sequential(
+            conv_block(2 * self.io_channels, widths[0], norm),
+            *[nn.Sequential(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True))
+              for c_in, c_out in zip(widths[:-1], widths[1:])],
+            nn.Conv2d(widths[-1], 2 * latent_channels, 3, padding=1),
+        )
+
+    def _prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """HR-size image -> the body's input grid (padded, space-to-depth)."""
+        x = pad_to_multiple(image, self.multiple)
+        return F.pixel_unshuffle(x, self.space_to_depth) if self.space_to_depth > 1 else x
+
+    def latent_shape(self, lr: torch.Tensor) -> tuple[int, ...]:
+        h, w = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
+        m = self.multiple
+        return (lr.shape[0], self.latent_channels, -(-h // m), -(-w // m))  # ceil: the padded grid
+
+    def encode(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior q(z | LR, HR) -> (mu, logvar), each [N, latent_channels, H_b, W_b]."""
+        x = torch.cat([self._prepare(imresize(lr, scale=self.scale)), self._prepare(hr)], dim=1)
+        mu, logvar = self.posterior(x).chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)  # keeps exp(logvar) finite early in training
+
+    def forward(self, lr: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        up = imresize(lr, scale=self.scale)
+        h, w = up.shape[-2:]
+        if z is None:  # the prior mean: one deterministic answer
+            z = up.new_zeros(self.latent_shape(lr))
+        x = self._prepare(up)
+        skips = [self.stem(x)]
+        for down in self.down:
+            skips.append(down(skips[-1]))
+        x = self.inject(torch.cat([skips.pop(), z], dim=1))
+        for up_conv, fuse in zip(self.up, self.fuse):
+            x = fuse(torch.cat([up_conv(x), skips.pop()], dim=1))
+        out = self.head(x)
+        if self.space_to_depth > 1:
+            out = F.pixel_shuffle(out, self.space_to_depth)
+        out = out[..., :h, :w]
+        return up + out if self.residual else out
+
+    @torch.no_grad()
+    def sample(self, lr: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """One draw from the prior: z ~ N(0, temperature^2 I)."""
+        return self(lr, temperature * torch.randn(self.latent_shape(lr), device=lr.device, dtype=lr.dtype))
