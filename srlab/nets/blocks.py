@@ -78,3 +78,39 @@ class PreUpsamplingNet(nn.Module):
             out = self.body(x)
         out = out[..., :h, :w]
         return up + out if self.residual else out
+
+
+class ResBlock(nn.Module):
+    """EDSR's residual block: conv-ReLU-conv, no batch norm, branch scaled by `res_scale`.
+
+    Batch norm is left out on purpose (EDSR, sec. 3.1): it normalises away the range of the
+    features, costs memory, and SR is trained on small patches where batch statistics differ
+    from whole test images. `res_scale` < 1 (0.1 in EDSR) keeps very wide nets stable.
+    """
+
+    def __init__(self, channels: int, res_scale: float = 1.0):
+        super().__init__()
+        self.res_scale = res_scale
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(channels, channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) * self.res_scale
+
+
+def pixel_shuffle_upsampler(channels: int, scale: int) -> nn.Sequential:
+    """Sub-pixel upsampler (ESPCN/EDSR): conv to r^2 x channels, PixelShuffle(r); c -> c channels.
+
+    Powers of two go in x2 stages (x4 = two stages, as EDSR does) so each conv stays
+    c -> 4c; x3 is one c -> 9c stage. Other scales have no stage decomposition here.
+    """
+    if scale == 3:
+        factors = [3]
+    elif scale >= 2 and scale & (scale - 1) == 0:
+        factors = [2] * (scale.bit_length() - 1)
+    else:
+        raise ValueError(f"pixel_shuffle_upsampler supports scale 2, 3, 4, 8, ...; got {scale}")
+    layers: list[nn.Module] = []
+    for r in factors:
+        layers += [nn.Conv2d(channels, r * r * channels, 3, padding=1), nn.PixelShuffle(r)]
+    return nn.Sequential(*layers)
