@@ -34,7 +34,7 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
         overrides.append(f"data.train_dir={tmp_path}")
     if group == "approach" and option == "vae":
         overrides.insert(0, "net=cvae_unet")  # the VAE needs a net with a posterior encoder
-    cfg = make_cfg(overrides, fast=group not in ("trainer", "net", "debug"))
+    cfg = make_cfg(overrides, fast=group not in ("trainer", "net", "debug", "experiment"))
     validate_train_config(cfg)
     if group in ("approach", "net", "loss", "experiment", "debug"):
         net = instantiate(cfg.net)

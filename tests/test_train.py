@@ -80,13 +80,17 @@ def test_eval_cli_writes_the_promised_keys(trained, tmp_path):
     assert len(rows) == 4 and rows[0].startswith("set,image,psnr_y")
 
 
-@pytest.mark.parametrize("net", ["unet", "autoencoder", "bicubic"])
+@pytest.mark.parametrize("net", ["unet", "autoencoder", "bicubic", "srcnn", "espcn", "edsr"])
 def test_fast_dev_run_of_each_net(net, image_folder, make_cfg):
     folder = image_folder(n=4)
     overrides = [f"net={net}", "debug=fdr", "data=folder", f"data.train_dir={folder}"]
-    if net == "bicubic":  # FAST minus the net's width/depth, which bicubic does not have
-        overrides += [o for o in FAST if not o.startswith("net.")]
-    cfg = make_cfg(overrides, fast=net != "bicubic")
+    # FAST's net.* part (channels, depth, space_to_depth) fits only the U-Net and the
+    # auto-encoder: take FAST without it and give each net small widths of its own.
+    small = {"bicubic": [], "srcnn": ["net.channels=8", "net.mid_channels=8"],
+             "espcn": ["net.channels=8", "net.mid_channels=8"], "edsr": ["net.channels=8", "net.n_blocks=2"]}
+    overrides += [o for o in FAST if not o.startswith("net.")]
+    overrides += small.get(net, [o for o in FAST if o.startswith("net.")])
+    cfg = make_cfg(overrides, fast=False)
     metrics = train(cfg)
     assert metrics["val/psnr_y"] > 10
     if net == "bicubic":

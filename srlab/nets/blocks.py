@@ -84,8 +84,8 @@ class ResBlock(nn.Module):
     """EDSR's residual block: conv-ReLU-conv, no batch norm, branch scaled by `res_scale`.
 
     Batch norm is left out on purpose (EDSR, sec. 3.1): it normalises away the range of the
-    features, costs memory, and SR is trained on small patches where batch statistics differ
-    from whole test images. `res_scale` < 1 (0.1 in EDSR) keeps very wide nets stable.
+    features, which SR needs, and costs as much memory as the conv it follows.
+    `res_scale` < 1 (0.1 in EDSR) keeps very wide nets stable.
     """
 
     def __init__(self, channels: int, res_scale: float = 1.0):
