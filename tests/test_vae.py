@@ -43,7 +43,7 @@ def test_vae_trains_with_kl_annealing_and_loads_for_inference(image_folder, make
                                "trainer.val_check_interval=6"])
     assert cfg.approach.kl_warmup_steps == 3
     metrics = train(cfg)
-    assert metrics["train/steps"] == 12 and metrics["val/kl"] >= 0
+    assert metrics["train/steps"] == 12 and metrics["val/kl"] >= 0 and metrics["val/posterior_psnr_y"] > 10
     run_dir = Path(cfg.paths.output_dir)
     with open(run_dir / "csv" / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r["train/kl_weight"]]

@@ -8,7 +8,8 @@ weight from step 0 the posterior is pushed to the prior before the decoder learn
 and z is then ignored ("posterior collapse").
 
 Validation runs the net with z = 0 (the prior mean; shared metrics of `SRApproach`) and also
-logs `val/kl` on the val images: near 0 means the latent carries nothing. Logged in training:
+logs `val/kl` on the val images (near 0: the latent carries nothing) and
+`val/posterior_psnr_y`, the PSNR with the HR image's own latent (how much detail z can add). Logged in training:
 `train/loss/<term>`, `train/loss/kl`, `train/loss/weighted/kl`, `train/kl_weight`.
 The net must offer `encode(lr, hr) -> (mu, logvar)` and `forward(lr, z)` (srlab.nets.cvae_unet).
 """
@@ -17,13 +18,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from srlab.approaches.base import SRApproach
+from srlab.approaches.regression import RegressionSR
 from srlab.errors import SrlabError
 from srlab.losses.kl import gaussian_kl
 from srlab.losses.mix import LossMix
+from srlab.metrics import SRMetrics
 
 
-class VaeSR(SRApproach):
+class VaeSR(RegressionSR):
     def __init__(
         self,
         net: nn.Module,
@@ -35,13 +37,11 @@ class VaeSR(SRApproach):
         kl_warmup_steps: int = 0,
         scale: int = 4,
     ):
-        super().__init__(net, loss, scale)
         if not hasattr(net, "encode"):
             raise SrlabError(f"approach=vae needs a net with a posterior encoder (net=cvae_unet), "
                              f"not {type(net).__name__}")
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.scheduler_interval = scheduler_interval
+        super().__init__(net, loss, optimizer, scheduler, scheduler_interval, scale)  # one optimizer, as regression
+        self.val_posterior = SRMetrics(border=self.scale)
         self.kl_weight = float(kl_weight)
         self.kl_warmup_steps = int(kl_warmup_steps)
 
@@ -73,9 +73,14 @@ class VaeSR(SRApproach):
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         out = super().validation_step(batch, batch_idx)
-        _, kl = self.kl(batch["lr"], batch["hr"], sample=False)
+        mu, kl = self.kl(batch["lr"], batch["hr"], sample=False)
         self.log("val/kl", kl, on_step=False, on_epoch=True, batch_size=batch["hr"].shape[0], sync_dist=True)
+        # SR from the posterior mean, i.e. with the HR image's own latent: an upper bound that
+        # shows how much HR detail z carries (equal to val/psnr_y: z is unused)
+        self.val_posterior.update(self.net(batch["lr"], mu), batch["hr"], batch.get("gray"))
         return out
 
-    def configure_optimizers(self):
-        return self.build_optimizer(self.net, self.optimizer_factory, self.scheduler_factory, self.scheduler_interval)
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.log("val/posterior_psnr_y", self.val_posterior.compute()["psnr_y"])
+        self.val_posterior.reset()
