@@ -65,3 +65,15 @@ def test_vae_with_a_plain_net_is_one_clear_error(make_cfg):
     cfg = make_cfg(["approach=vae"])
     with pytest.raises(Exception, match="needs a net with a posterior encoder"):
         instantiate(cfg.approach, net=instantiate(cfg.net), loss=instantiate(cfg.loss))
+
+
+def test_posterior_logvar_is_bounded_but_never_loses_its_gradient():
+    net = CVAEUNet(2, channels=8, depth=1, latent_channels=2)
+    last = net.posterior[-1]
+    torch.nn.init.zeros_(last.weight)
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor([0.0, 0.0, -40.0, 40.0]))  # raw logvar far outside +-10
+    mu, logvar = net.encode(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 16, 16))
+    assert logvar.abs().max() < 10
+    gaussian_kl(mu, logvar).backward()
+    assert last.bias.grad[2] < 0 and last.bias.grad[3] > 0  # KL still pulls both back toward 0
