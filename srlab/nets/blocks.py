@@ -11,6 +11,14 @@ body (pixel-unshuffle) and unfolds the output (pixel-shuffle). With f = scale th
 runs at LR resolution on 3*scale^2 channels: the input is still the bicubic image and no
 pixel of it is lost, but a step costs ~scale^2 less — what makes a U-Net trainable on a
 laptop CPU in minutes. f = 1 is the classic full-resolution net.
+
+The body sees the bicubic image minus 0.5, not raw [0, 1] values. With all-positive inputs
+Adam's first steps (every weight moves by ~lr, all in step) can push whole ReLU layers
+negative, and the residual net then sits at bicubic for good: SRCNN at lr 1e-3 lost every
+mid-layer ReLU in ~6 steps, and the U-Net with L1 (seed 42, x4, 200 steps) stayed at
+-0.03 dB. Centred, the same U-Net runs gave +0.19 dB (L1) and +0.89 dB (MSE, was +0.65).
+Centring is a bias shift of the first conv (exact away from zero-padded borders), so the
+nets can represent the same functions; it only makes training start reliably.
 """
 import torch
 import torch.nn.functional as F
@@ -71,7 +79,7 @@ class PreUpsamplingNet(nn.Module):
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         up = imresize(lr, scale=self.scale)
         h, w = up.shape[-2:]
-        x = pad_to_multiple(up, self.multiple)
+        x = pad_to_multiple(up, self.multiple) - 0.5  # centred (module docstring)
         if self.space_to_depth > 1:
             out = F.pixel_shuffle(self.body(F.pixel_unshuffle(x, self.space_to_depth)), self.space_to_depth)
         else:

@@ -37,8 +37,8 @@ class CVAEUNet(UNet):
         )
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
-        """HR-size image -> the body's input grid (padded, space-to-depth)."""
-        x = pad_to_multiple(image, self.multiple)
+        """HR-size image -> the body's input grid (padded, centred, space-to-depth), as PreUpsamplingNet."""
+        x = pad_to_multiple(image, self.multiple) - 0.5
         return F.pixel_unshuffle(x, self.space_to_depth) if self.space_to_depth > 1 else x
 
     def latent_shape(self, lr: torch.Tensor) -> tuple[int, ...]:

@@ -16,12 +16,10 @@ What differs from the paper, and why:
   the image itself; `residual=False` gives that back.
 - `space_to_depth` as in the other pre-upsampling nets (see srlab.nets.blocks): f > 1 runs
   the convs at 1/f resolution on 3 f^2 channels, which also widens each kernel's reach f-fold.
-- The body sees the image minus 0.5, not the raw [0, 1] values. With all-positive inputs
-  Adam's first steps (every weight moves by ~lr, all in step) shift whole ReLU layers
-  negative: at srlab's default lr 1e-3 the 64/32-wide net can kill every mid-layer ReLU
-  within ~6 steps and then sits at bicubic for good (measured; seed-dependent). Centring
-  is a bias shift for the first conv (exact away from the zero-padded border), so the
-  function class is the paper's; it only makes training start reliably.
+- The body sees the image minus 0.5 (PreUpsamplingNet does it for every pre-upsampling net):
+  uncentred, at srlab's default lr 1e-3 the 64/32-wide net can kill every mid-layer ReLU
+  within ~6 steps and then sits at bicubic for good (measured; seed-dependent). See
+  srlab.nets.blocks.
 - Trained with Adam (srlab's approach), not the paper's SGD with a 10x smaller last-layer rate.
 """
 import torch
@@ -44,4 +42,4 @@ class SRCNN(PreUpsamplingNet):
         self.zero_head()
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x - 0.5))  # centred: see the docstring (dead ReLUs)
+        return self.head(self.features(x))  # x is centred by PreUpsamplingNet (dead ReLUs)
