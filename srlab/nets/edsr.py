@@ -17,8 +17,7 @@ What differs from the paper, and why:
 - `residual=True` is an srlab option (not in the paper): output = MATLAB bicubic(lr) + net,
   with the last conv zero-initialised so an untrained net is exactly bicubic (the repo's
   convention for residual nets); the mean is then not added back, since bicubic(lr) already
-  carries it. It defaults to False: EDSR's own global skip already carries the LR content,
-  and with the paper's L1 loss a zero-initialised residual head can stall at bicubic.
+  carries it. It defaults to False: EDSR's own global skip already carries the LR content.
 - x3 uses one c -> 9c conv + PixelShuffle(3); x2/x4/x8 use x2 stages, as in EDSR's code.
 """
 import torch
