@@ -60,6 +60,17 @@ def test_ddp_training_runs_and_writes_the_run_dir(tmp_path):
     metrics, out = cli(["trainer=ddp_sim", "trainer.max_time=null", "logger=none", "data=folder",
                         f"data.train_dir={tmp_path / 'train'}", "data.num_workers=0", "data.patch_size=32",
                         "data.batch_size=4", "net.channels=8", "trainer.max_steps=6", "trainer.val_check_interval=6",
-                        "callbacks.progress_bar=null"], tmp_path, "ddp_fit")
+                        "data.val_fraction=0.5", "callbacks.progress_bar=null"], tmp_path, "ddp_fit")
     assert metrics["train/steps"] == 6
     assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_with_fewer_val_images_than_processes_is_one_line(tmp_path):
+    write_images(tmp_path / "train", 4, size=(64, 64), seed=0)  # val_fraction 0.1 -> 1 val image, 2 ranks
+    res = subprocess.run([sys.executable, "-m", "srlab.train", "trainer=ddp_sim", "trainer.max_time=null",
+                          "logger=none", "data=folder", f"data.train_dir={tmp_path / 'train'}", "data.num_workers=0",
+                          "data.patch_size=32", "net.channels=8", "trainer.max_steps=2",
+                          f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=240)
+    assert res.returncode != 0
+    assert "error: 1 val image(s) for 2 processes" in res.stderr, res.stderr[-2000:]

@@ -212,6 +212,12 @@ class SRDataModule(pl.LightningDataModule):
         train = train.keep(sorted(set(range(len(train))) - set(small)))
         val = ImageStore(val_items, preload)
         world = self._world()[0]
+        if world > 1 and len(val) < world:  # else a rank gets no val batch and DDP dies in gloo/NCCL
+            raise SrlabError(
+                f"{len(val)} val image(s) for {world} processes: each process needs at least one (val "
+                "images are never duplicated across ranks, so the means stay exact); add val images "
+                "(data.val_dir, data.val_fraction) or use fewer devices"
+            )
         length = max(len(train) * self.train_repeats, self.batch_size * world)
         self.train_set = TrainPatches(train, self.degradation, self.scale, self.patch_size, length)
         self.val_set = ValImages(val, self.degradation, self.scale, self.seed, self.val_crop)
