@@ -73,17 +73,21 @@ class PreUpsamplingNet(nn.Module):
             if self.head.bias is not None:
                 nn.init.zeros_(self.head.bias)
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
+    def body(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+    def prepare(self, image: torch.Tensor) -> torch.Tensor:
+        """HR-size image -> the body's input grid: padded, centred (module docstring), space-to-depth."""
+        x = pad_to_multiple(image, self.multiple) - 0.5
+        return F.pixel_unshuffle(x, self.space_to_depth) if self.space_to_depth > 1 else x
+
+    def forward(self, lr: torch.Tensor, **body_kwargs) -> torch.Tensor:
+        """Extra keyword arguments go to `body` (the CVAE's latent z)."""
         up = imresize(lr, scale=self.scale)
         h, w = up.shape[-2:]
-        x = pad_to_multiple(up, self.multiple) - 0.5  # centred (module docstring)
+        out = self.body(self.prepare(up), **body_kwargs)
         if self.space_to_depth > 1:
-            out = F.pixel_shuffle(self.body(F.pixel_unshuffle(x, self.space_to_depth)), self.space_to_depth)
-        else:
-            out = self.body(x)
+            out = F.pixel_shuffle(out, self.space_to_depth)
         out = out[..., :h, :w]
         return up + out if self.residual else out
 

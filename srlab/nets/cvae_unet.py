@@ -14,11 +14,10 @@ mirrors the U-Net's encoder on the space-to-depth'd bicubic and HR images. With 
 zero-initialised head an untrained net is bicubic whatever z is.
 """
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from srlab.imresize import imresize
-from srlab.nets.blocks import conv_block, pad_to_multiple
+from srlab.nets.blocks import conv_block
 from srlab.nets.unet import UNet
 
 
@@ -36,11 +35,6 @@ class CVAEUNet(UNet):
             nn.Conv2d(widths[-1], 2 * latent_channels, 3, padding=1),
         )
 
-    def _prepare(self, image: torch.Tensor) -> torch.Tensor:
-        """HR-size image -> the body's input grid (padded, centred, space-to-depth), as PreUpsamplingNet."""
-        x = pad_to_multiple(image, self.multiple) - 0.5
-        return F.pixel_unshuffle(x, self.space_to_depth) if self.space_to_depth > 1 else x
-
     def latent_shape(self, lr: torch.Tensor) -> tuple[int, ...]:
         h, w = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
         m = self.multiple
@@ -48,30 +42,22 @@ class CVAEUNet(UNet):
 
     def encode(self, lr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(z | LR, HR) -> (mu, logvar), each [N, latent_channels, H_b, W_b]."""
-        x = torch.cat([self._prepare(imresize(lr, scale=self.scale)), self._prepare(hr)], dim=1)
+        x = torch.cat([self.prepare(imresize(lr, scale=self.scale)), self.prepare(hr)], dim=1)
         mu, logvar = self.posterior(x).chunk(2, dim=1)
         # Bounded to (-10, 10) so exp(logvar) stays finite, softly: a hard clamp has zero
         # gradient outside the range, and a logvar pushed below -10 early on (sharper z =
         # better reconstruction) then stays there, costing ~4.5 nats of KL per latent forever.
         return mu, 10.0 * torch.tanh(logvar / 10.0)
 
+    def body(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        skips = self.contract(x)
+        skips[-1] = self.inject(torch.cat([skips[-1], z], dim=1))  # the latent joins at the bottleneck
+        return self.expand(skips)
+
     def forward(self, lr: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        up = imresize(lr, scale=self.scale)
-        h, w = up.shape[-2:]
         if z is None:  # the prior mean: one deterministic answer
-            z = up.new_zeros(self.latent_shape(lr))
-        x = self._prepare(up)
-        skips = [self.stem(x)]
-        for down in self.down:
-            skips.append(down(skips[-1]))
-        x = self.inject(torch.cat([skips.pop(), z], dim=1))
-        for up_conv, fuse in zip(self.up, self.fuse):
-            x = fuse(torch.cat([up_conv(x), skips.pop()], dim=1))
-        out = self.head(x)
-        if self.space_to_depth > 1:
-            out = F.pixel_shuffle(out, self.space_to_depth)
-        out = out[..., :h, :w]
-        return up + out if self.residual else out
+            z = lr.new_zeros(self.latent_shape(lr))
+        return super().forward(lr, z=z)
 
     @torch.no_grad()
     def sample(self, lr: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -28,11 +28,19 @@ class UNet(PreUpsamplingNet):
         self.head = nn.Conv2d(widths[0], self.io_channels, 3, padding=1)
         self.zero_head()
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
+    def contract(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The contracting path: features of every stage, finest first; the last one is the bottleneck."""
         skips = [self.stem(x)]
         for down in self.down:
             skips.append(down(skips[-1]))
-        x = skips.pop()
-        for up, fuse in zip(self.up, self.fuse):
-            x = fuse(torch.cat([up(x), skips.pop()], dim=1))
+        return skips
+
+    def expand(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        """The expanding path: upsample from the bottleneck, fusing each stage's skip."""
+        x = skips[-1]
+        for up, fuse, skip in zip(self.up, self.fuse, reversed(skips[:-1])):
+            x = fuse(torch.cat([up(x), skip], dim=1))
         return self.head(x)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.expand(self.contract(x))
