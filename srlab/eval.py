@@ -81,7 +81,8 @@ def pick_channels(channels: str, net: torch.nn.Module) -> str:
     return channels
 
 
-def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, cfg: DictConfig, lpips) -> tuple[dict, tuple]:
+def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, self_ensemble: bool,
+            lpips) -> tuple[dict, tuple]:
     """One HR image [1,3,H,W] -> (metrics of SR and of bicubic, (hr, bicubic, sr) as measured)."""
     gray_t = torch.tensor([gray], device=hr.device)
     if channels == "y":
@@ -89,7 +90,7 @@ def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, cfg: D
         lr = imresize(hr, scale=1 / scale)
     else:
         lr = quantize(imresize(hr, scale=1 / scale)) / 255.0  # LR as saved to PNG
-    sr = super_resolve(net, lr, bool(cfg.eval.self_ensemble)).clamp(0, 1)
+    sr = super_resolve(net, lr, self_ensemble).clamp(0, 1)
     bicubic = imresize(lr, scale=scale).clamp(0, 1)
     row = {}
     for prefix, out in (("", sr), ("bicubic_", bicubic)):
@@ -115,7 +116,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
         lpips = LPIPS(str(cfg.eval.lpips)).to(device)
     run_dir = Path(cfg.paths.output_dir)
-    crops = Crops(int(cfg.eval.get("crop_size") or 0), scale) if cfg.get("logger") else None
+    crops = Crops(int(cfg.eval.get("crop_size") or 0)) if cfg.get("logger") else None
     rows, metrics = [], {}
     for folder in cfg.eval.sets:
         name, files = set_name(folder), list_images(folder, what="eval.sets entry")
@@ -124,7 +125,7 @@ def evaluate(cfg: DictConfig) -> dict:
             hr, gray = read_image(path)
             h, w = (hr.shape[-2] // scale) * scale, (hr.shape[-1] // scale) * scale
             hr = hr[:, :h, :w].unsqueeze(0).to(device)
-            values, images = measure(net, hr, gray, scale, channels, cfg, lpips)
+            values, images = measure(net, hr, gray, scale, channels, bool(cfg.eval.self_ensemble), lpips)
             set_rows.append({"set": name, "image": path.name, **values})
             if crops is not None:
                 crops.add(name, path.name, *images)

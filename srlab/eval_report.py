@@ -27,12 +27,12 @@ from rich.table import Table
 class Crops:
     """Collects, per image, the same `size` x `size` HR-pixel window of HR, bicubic and SR."""
 
-    def __init__(self, size: int, scale: int):
-        self.size, self.scale = size, scale
+    def __init__(self, size: int):
+        self.size = size
         self.items: dict[tuple[str, str], list[np.ndarray]] = {}
 
     def window(self, hr: torch.Tensor, bicubic: torch.Tensor) -> tuple[int, int, int]:
-        """(top, left, size) of the window with the largest mean bicubic error, inside the border."""
+        """(top, left, size) of the window with the largest mean bicubic error."""
         h, w = hr.shape[-2:]
         size = min(self.size, h, w)
         err = (bicubic - hr).abs().mean(dim=1, keepdim=True)

@@ -166,7 +166,7 @@ def test_crop_window_is_where_bicubic_is_worst():
     hr = torch.zeros(1, 3, 64, 80)
     bicubic = hr.clone()
     bicubic[..., 40:56, 48:64] = 0.5
-    top, left, size = Crops(16, 2).window(hr, bicubic)
+    top, left, size = Crops(16).window(hr, bicubic)
     assert (top, left, size) == (40, 48, 16)
-    assert Crops(200, 2).window(hr, bicubic)[2] == 64  # never larger than the image
+    assert Crops(200).window(hr, bicubic)[2] == 64  # never larger than the image
 

@@ -71,6 +71,8 @@ class GanSR(SRApproach):
         opt_g, opt_c = self.optimizers()
         n = hr.shape[0]
         sr = self.net(lr)
+        # the critic on HR, once per batch: with its graph for the critic step, detached for ragan's generator loss
+        real = self.critic(hr)
 
         # 1. generator, critic frozen (toggle_optimizer turns off the critic's requires_grad)
         self.toggle_optimizer(opt_g)
@@ -79,8 +81,7 @@ class GanSR(SRApproach):
         use_adv = self.adv_weight > 0 and batches_done >= self.warmup_steps
         total = content
         if use_adv:
-            real_g = self.critic(hr) if self.adversarial.kind == "ragan" else None
-            adversarial = self.adversarial.generator(self.critic(sr), real_g)
+            adversarial = self.adversarial.generator(self.critic(sr), real.detach())
             total = content + self.adv_weight * adversarial
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(total)
@@ -89,7 +90,7 @@ class GanSR(SRApproach):
 
         # 2. critic, on the same SR batch, detached
         self.toggle_optimizer(opt_c)
-        real, fake = self.critic(hr), self.critic(sr.detach())
+        fake = self.critic(sr.detach())
         critic_loss = self.adversarial.critic(real, fake)
         opt_c.zero_grad(set_to_none=True)
         self.manual_backward(critic_loss)
