@@ -36,6 +36,28 @@ if not OmegaConf.has_resolver("srlab.floordiv"):
     OmegaConf.register_new_resolver("srlab.floordiv", lambda a, b: int(a) // int(b))
 
 
+def compose_config(config_name: str, overrides: list[str], run_dir: Path) -> DictConfig:
+    """Compose a config outside `@hydra.main` (tests, `make bench`) as the CLI would, with the
+    Hydra runtime set so ${hydra:...} resolves to `run_dir`."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose(config_name, overrides=list(overrides) + [f"hydra.run.dir={run_dir}"],
+                      return_hydra_config=True)
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.name = config_name
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):  # the task function never sees the hydra node
+        del cfg["hydra"]
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
 def check_scale(scale) -> int:
     if scale not in VALID_SCALES:
         raise SrlabError(f"scale={scale} is not supported: use one of {', '.join(map(str, VALID_SCALES))}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from srlab.cli import user_errors
 from srlab.config import CONFIG_DIR, validate_train_config
+from srlab.speed import apply_speed_switches, resolve
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +44,39 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
     console.print(f"steps {metrics['train/steps']}, {metrics['train/seconds']:.0f} s; run directory: {run_dir}")
 
 
-def train(cfg: DictConfig) -> dict:
+def trains_on_gpu(trainer_cfg: DictConfig) -> bool:
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+
+
+def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
+    """(datamodule, model, trainer, loggers) from a composed config: what `train` runs, and
+    what `make bench` times against a hand-written loop."""
     validate_train_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    run_dir = Path(cfg.paths.output_dir)
-
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.net)
+    on_gpu = trains_on_gpu(cfg.trainer)
+    speed = cfg.get("speed") or {}
+    apply_speed_switches(net, resolve(speed.get("channels_last", False), on_gpu),
+                         resolve(speed.get("compile", False), on_gpu))
     model = instantiate(cfg.approach, net=net, loss=instantiate(cfg.loss))
     # The resolved config rides in every checkpoint: srlab-eval/upscale rebuild the net from it.
     model.srlab_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
     if not loggers:  # Lightning refuses an LR monitor with nothing to log to
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(model.srlab_config)
+    return datamodule, model, trainer, loggers
+
+
+def train(cfg: DictConfig) -> dict:
+    run_dir = Path(cfg.paths.output_dir)
+    datamodule, model, trainer, loggers = build(cfg)
+    net = model.net
 
     start = time.perf_counter()
     if any(p.requires_grad for p in net.parameters()):

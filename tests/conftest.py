@@ -5,13 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict, read_write
 from PIL import Image
 
-from srlab.config import CONFIG_DIR
+from srlab.config import compose_config
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -33,17 +29,7 @@ FAST = [
 
 def compose_cfg(config_name: str, overrides: list[str], run_dir: Path):
     """Compose like the CLI does, with the Hydra runtime set so ${hydra:...} resolves."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-        cfg = compose(config_name, overrides=overrides + [f"hydra.run.dir={run_dir}"], return_hydra_config=True)
-    with read_write(cfg.hydra), open_dict(cfg.hydra):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.name = config_name
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):  # the task function never sees the hydra node
-        del cfg["hydra"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return cfg
+    return compose_config(config_name, overrides, run_dir)
 
 
 @pytest.fixture

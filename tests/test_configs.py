@@ -30,7 +30,7 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
     overrides = [f"{group}={option}"]
     if group == "loss" and option == "perceptual" or option == "unet_perceptual":
         overrides.append("loss.terms.perceptual.fn.weights=random")  # no ImageNet file offline
-    if group == "data" and option == "folder":
+    if group == "data" and option in ("folder", "store"):
         overrides.append(f"data.train_dir={tmp_path}")
     if group == "approach" and option == "vae":
         overrides.insert(0, "net=cvae_unet")  # the VAE needs a net with a posterior encoder

@@ -60,6 +60,13 @@ def hr_folder(tmp_path):
     return root
 
 
+def _train_batch(dm, i=0):
+    """The i-th training batch as the LightningModule sees it (after the transfer hooks)."""
+    for k, b in enumerate(dm.train_dataloader()):
+        if k == i:
+            return dm.on_after_batch_transfer(dm.on_before_batch_transfer(b, 0), 0)
+
+
 def _folder_dm(root, scale=2, degradation=None, **kw):
     kw = {"patch_size": 12 if scale != 3 else 18, "batch_size": 4, "num_workers": 0, **kw}
     deg = degradation or BicubicDegradation(scale)
@@ -203,7 +210,7 @@ def test_samples_split_holds_out_val():
     train, val = dm.train_set.store.names, dm.val_set.store.names
     assert val == ["chelsea", "camera", "clock"] and not set(train) & set(val)
     assert sorted(train + val) == sorted(SAMPLES)
-    b = next(iter(dm.train_dataloader()))
+    b = _train_batch(dm)
     assert b["hr"].shape == (16, 3, 128, 128) and b["lr"].shape == (16, 3, 32, 32)
     assert not set(b["name"]) & set(val)
     vb = next(iter(dm.val_dataloader()))  # chelsea 451x300 -> 448x300, top-left crop
@@ -219,7 +226,7 @@ def test_batch_format(hr_folder, scale):
     dm = _folder_dm(hr_folder, scale, train_repeats=3, val_fraction=0.3)
     dm.setup("fit")
     assert len(dm.train_set) == 4 * 3  # n_train_images * train_repeats
-    b = next(iter(dm.train_dataloader()))
+    b = _train_batch(dm)
     p = dm.patch_size
     assert b["hr"].shape == (4, 3, p, p) and b["lr"].shape == (4, 3, p // scale, p // scale)
     assert b["hr"].dtype == b["lr"].dtype == torch.float32 and b["gray"].dtype == torch.bool
@@ -253,7 +260,7 @@ def test_small_images_skipped(hr_folder, caplog):
     # train: img0..3 (40-52 x 52), gray 48x36, photo 44, odd 37x41 minus 1 val; < 40 skipped.
     names = dm.train_set.store.names
     assert "odd" not in names and "sub/gray" not in names and "skipped" in caplog.text
-    assert len(names) == 4 and next(iter(dm.train_dataloader()))["hr"].shape[-1] == 40
+    assert len(names) == 4 and _train_batch(dm)["hr"].shape[-1] == 40
     with pytest.raises(SrlabError, match="patch_size"):
         _folder_dm(hr_folder, 2, patch_size=200).setup("fit")
     with pytest.raises(SrlabError, match="multiple of scale"):

@@ -31,9 +31,23 @@ class SRApproach(pl.LightningModule):
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.net(lr)
 
+    def train_logs_due(self) -> bool:
+        """Will on-step values logged now reach a logger? Lightning writes them only every
+        `trainer.log_every_n_steps` steps, so logging in between only costs Python time per
+        step, and a progress bar that shows them reads them back from the GPU (a sync)."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        return bool(getattr(trainer._logger_connector, "should_update_logs", True))
+
     def log_loss(self, stage: str, total: torch.Tensor, terms: dict, batch_size: int, prefix: str = "loss") -> None:
-        """`<stage>/<prefix>` and, per term, `<stage>/<prefix>/<name>` and `.../weighted/<name>`."""
+        """`<stage>/<prefix>` and, per term, `<stage>/<prefix>/<name>` and `.../weighted/<name>`.
+
+        Training values are logged only on the steps that reach the loggers (`train_logs_due`).
+        """
         on_step = stage == "train"
+        if on_step and not self.train_logs_due():
+            return
         kw = dict(on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=not on_step)
         self.log(f"{stage}/{prefix}", total, prog_bar=on_step, **kw)
         for name, value in terms.items():

@@ -100,6 +100,8 @@ class GanSR(SRApproach):
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
             scheduler.step()
+        if not self.train_logs_due():
+            return
         self.log_loss("train", total, terms, n)
         kw = dict(on_step=True, on_epoch=False, batch_size=n)
         if use_adv:

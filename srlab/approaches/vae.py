@@ -64,6 +64,8 @@ class VaeSR(RegressionSR):
         weight = self.current_kl_weight()
         total = content + weight * kl
         n = hr.shape[0]
+        if not self.train_logs_due():
+            return total
         self.log_loss("train", total, terms, n)
         kw = dict(on_step=True, on_epoch=False, batch_size=n)
         self.log("train/loss/kl", kl, **kw)

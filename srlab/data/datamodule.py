@@ -4,12 +4,19 @@
 validation); subclasses only say where the HR images come from:
 - `SamplesDataModule`: scikit-image's bundled photos (default `data=samples`), decoded once.
 - `FolderDataModule`: a user's folder(s); read lazily per item, or all at setup with `cache`.
+- `StoreDataModule`: a store written once by `srlab-prepare`, memory-mapped (`data=store`).
 
 Batches (the LightningModule relies on this): {"lr": float [B,3,h,w], "hr": float [B,3,H,W],
 "gray": bool [B], "name": list[str]}. Training: random `patch_size` HR crops (divisible by
-`scale`), random flips + rot90, LR from the degradation with torch's RNG. Validation: whole
-images cropped top-left to a multiple of the scale (as benchmark "modcrop" does), batch size 1,
-LR from the degradation with a generator seeded by the image index (identical every epoch).
+`scale`), random flips + rot90. Validation: whole images cropped top-left to a multiple of the
+scale (as benchmark "modcrop" does), batch size 1, LR from the degradation with a generator
+seeded by the image index (identical every epoch).
+
+Where training LR is made (`degrade_on`): "device" (default) ships HR patches (uint8 when the
+sources are 8-bit) and degrades the whole batch after it reached the GPU, in
+`on_after_batch_transfer`; "loader" degrades patch by patch in the loader workers. Both give
+the same LR (tests/test_data.py); per-patch MATLAB bicubic on CPU workers was what starved a
+GPU (issue 8). Validation LR is always made in the loader: it is seeded per image.
 """
 
 from __future__ import annotations
@@ -19,128 +26,21 @@ import os
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
-from srlab.data.images import image_size, read_image
-from srlab.data.sources import folder_split, sample_split
+from srlab.data.datasets import (
+    ImageStore,
+    PreparedImages,
+    TrainPatches,
+    UnpaddedDistributedSampler,
+    ValImages,
+)
+from srlab.data.sources import folder_items, folder_split, hashed_split, sample_split
 from srlab.errors import SrlabError
 
 log = logging.getLogger(__name__)
 
-
-class ImageStore:
-    """Named HR images, read lazily from disk or decoded once into RAM (`preload`).
-
-    Preloaded images are kept as uint8 (4x less RAM than float; 16-bit sources lose their
-    extra precision) and loaded in the main process, so forked loader workers share them.
-    """
-
-    def __init__(self, items: list[tuple[str, os.PathLike]], preload: bool = False):
-        self.names = [n for n, _ in items]
-        self.paths = [p for _, p in items]
-        self.data = None
-        if preload:
-            self.data = []
-            for p in self.paths:
-                img, gray = read_image(p)
-                img = img[:1] if gray else img  # gray kept as 1 channel, expanded on use
-                self.data.append((img.mul(255).round().to(torch.uint8), gray))
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def size(self, i: int) -> tuple[int, int]:
-        return tuple(self.data[i][0].shape[-2:]) if self.data else image_size(self.paths[i])
-
-    def get(self, i: int) -> tuple[torch.Tensor, bool]:
-        """([C,H,W] uint8 with C in {1,3}, or float [3,H,W]; gray)."""
-        return self.data[i] if self.data else read_image(self.paths[i])
-
-    def keep(self, ids: list[int]) -> ImageStore:
-        out = ImageStore([])
-        out.names, out.paths = [self.names[i] for i in ids], [self.paths[i] for i in ids]
-        out.data = [self.data[i] for i in ids] if self.data else None
-        return out
-
-
-def _as_float(img: torch.Tensor) -> torch.Tensor:
-    x = img.float().div_(255) if img.dtype == torch.uint8 else img.float()
-    return x.expand(3, -1, -1).contiguous()
-
-
-class TrainPatches(Dataset):
-    """`length` random (LR, HR) patches; item i comes from image i % n_images."""
-
-    def __init__(self, store: ImageStore, degradation, scale: int, patch_size: int, length: int):
-        self.store, self.degradation = store, degradation
-        self.scale, self.patch_size, self.length = scale, patch_size, length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> dict:
-        k = i % len(self.store)
-        img, gray = self.store.get(k)
-        p = self.patch_size
-        top = int(torch.randint(img.shape[-2] - p + 1, ()))
-        left = int(torch.randint(img.shape[-1] - p + 1, ()))
-        patch = img[:, top : top + p, left : left + p]
-        # The 8 flips/rotations of a square; plain torch ops on one patch beat kornia's warps.
-        flip_h, flip_v, rot = torch.randint(2, (3,)).tolist()
-        if flip_h:
-            patch = patch.flip(-1)
-        if flip_v:
-            patch = patch.flip(-2)
-        if rot:
-            patch = patch.rot90(1, (-2, -1))
-        hr = _as_float(patch)
-        lr = self.degradation(hr)
-        return {"lr": lr, "hr": hr, "gray": torch.tensor(gray), "name": self.store.names[k]}
-
-
-class ValImages(Dataset):
-    """Whole images cropped top-left to a multiple of `scale`; deterministic LR.
-
-    `max_size` (optional) first takes a centred crop of at most max_size x max_size HR pixels,
-    to bound validation time on big images.
-    """
-
-    def __init__(self, store: ImageStore, degradation, scale: int, seed: int = 0,
-                 max_size: int | None = None):
-        self.store, self.degradation, self.scale, self.seed = store, degradation, scale, seed
-        self.max_size = max_size
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    def __getitem__(self, i: int) -> dict:
-        img, gray = self.store.get(i)
-        if self.max_size:
-            ch, cw = min(self.max_size, img.shape[-2]), min(self.max_size, img.shape[-1])
-            top, left = (img.shape[-2] - ch) // 2, (img.shape[-1] - cw) // 2
-            img = img[:, top : top + ch, left : left + cw]
-        s = self.scale
-        h, w = img.shape[-2] // s * s, img.shape[-1] // s * s
-        hr = _as_float(img[:, :h, :w])
-        lr = self.degradation(hr, generator=torch.Generator().manual_seed(self.seed + i))
-        return {"lr": lr, "hr": hr, "gray": torch.tensor(gray), "name": self.store.names[i]}
-
-
-class UnpaddedDistributedSampler(DistributedSampler):
-    """Rank r gets items r, r + world, r + 2*world...: every image exactly once over all ranks.
-
-    Lightning's default DistributedSampler pads with duplicates so ranks have equal lengths,
-    which would count some validation images twice. Being a DistributedSampler subclass
-    stops Lightning from replacing it.
-    """
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
-        self.num_samples = len(range(rank, len(dataset), num_replicas))
-        self.total_size = len(dataset)
-
-    def __iter__(self):
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+DEGRADE_ON = ("device", "loader")
 
 
 def auto_num_workers(processes_per_machine: int = 1) -> int:
@@ -159,7 +59,7 @@ def auto_num_workers(processes_per_machine: int = 1) -> int:
 
 
 class SRDataModule(pl.LightningDataModule):
-    """Base: subclasses implement `_sources()` -> (train items, val items, preload)."""
+    """Base: subclasses implement `_stores()` -> (train ImageStore, val ImageStore)."""
 
     def __init__(
         self,
@@ -172,18 +72,22 @@ class SRDataModule(pl.LightningDataModule):
         train_repeats: int = 1,
         val_crop: int | None = None,
         seed: int = 0,
+        degrade_on: str = "device",
     ):
         super().__init__()
         if patch_size % scale:
             raise SrlabError(f"data.patch_size={patch_size} must be a multiple of scale={scale}")
+        if degrade_on not in DEGRADE_ON:
+            raise SrlabError(f"data.degrade_on={degrade_on!r}: use one of {', '.join(DEGRADE_ON)}")
         self.degradation, self.scale, self.patch_size = degradation, int(scale), int(patch_size)
         self.batch_size, self.train_repeats = int(batch_size), int(train_repeats)
         self.num_workers, self.pin_memory = num_workers, pin_memory
-        self.val_crop, self.seed = val_crop, seed
+        self.val_crop, self.seed, self.degrade_on = val_crop, seed, degrade_on
         self.train_set: TrainPatches | None = None
         self.val_set: ValImages | None = None
+        self._generator: torch.Generator | None = None
 
-    def _sources(self) -> tuple[list, list, bool]:
+    def _stores(self) -> tuple[ImageStore, ImageStore]:
         raise NotImplementedError
 
     def _world(self) -> tuple[int, int, int]:
@@ -196,8 +100,7 @@ class SRDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        train_items, val_items, preload = self._sources()
-        train = ImageStore(train_items, preload)
+        train, val = self._stores()
         small = [i for i in range(len(train)) if min(train.size(i)) < self.patch_size]
         if small:
             log.warning(
@@ -210,8 +113,7 @@ class SRDataModule(pl.LightningDataModule):
                 f"short side (e.g. {train.paths[0]}); lower data.patch_size or use larger images"
             )
         train = train.keep(sorted(set(range(len(train))) - set(small)))
-        val = ImageStore(val_items, preload)
-        world = self._world()[0]
+        world, rank, _ = self._world()
         if world > 1 and len(val) < world:  # else a rank gets no val batch and DDP dies in gloo/NCCL
             raise SrlabError(
                 f"{len(val)} val image(s) for {world} processes: each process needs at least one (val "
@@ -219,10 +121,32 @@ class SRDataModule(pl.LightningDataModule):
                 "(data.val_dir, data.val_fraction) or use fewer devices"
             )
         length = max(len(train) * self.train_repeats, self.batch_size * world)
-        self.train_set = TrainPatches(train, self.degradation, self.scale, self.patch_size, length)
+        on_loader = self.degrade_on == "loader"
+        self.train_set = TrainPatches(train, self.degradation if on_loader else None,
+                                      self.scale, self.patch_size, length)
         self.val_set = ValImages(val, self.degradation, self.scale, self.seed, self.val_crop)
-        log.info("data: %d train images (%d patches/epoch), %d val images",
-                 len(train), length, len(val))
+        # Device-path draws (crapify's blur, noise...) differ per rank, not per epoch restart.
+        self._generator = torch.Generator().manual_seed(1000003 * (self.seed + 1) + rank)
+        log.info("data: %d train images (%d patches/epoch), %d val images, LR made on the %s",
+                 len(train), length, len(val), self.degrade_on)
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if "lr" not in batch:  # a plain list survives the transfer: gray flags without a sync
+            batch["gray_flags"] = batch["gray"].tolist()
+        return batch
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Training batches of HR patches (uint8 or float) get their LR here, on the device."""
+        if "lr" in batch:
+            return batch
+        hr = batch["hr"]
+        hr = hr.float().div_(255) if hr.dtype == torch.uint8 else hr.float()
+        gray = batch.pop("gray_flags", None)
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.seed)
+        batch["hr"] = hr
+        batch["lr"] = self.degradation.batch(hr, gray=gray, generator=self._generator)
+        return batch
 
     def _workers(self) -> int:
         if self.num_workers is not None:
@@ -257,9 +181,9 @@ class SamplesDataModule(SRDataModule):
         super().__init__(**kw)
         self.val_names = list(val_names)
 
-    def _sources(self):
+    def _stores(self):
         train, val = sample_split(self.val_names)
-        return train, val, True
+        return ImageStore(train, preload=True), ImageStore(val, preload=True)
 
 
 class FolderDataModule(SRDataModule):
@@ -271,6 +195,28 @@ class FolderDataModule(SRDataModule):
         self.train_dir, self.val_dir, self.val_fraction = train_dir, val_dir, val_fraction
         self.cache = bool(cache)
 
-    def _sources(self):
+    def _stores(self):
         train, val = folder_split(self.train_dir, self.val_dir, self.val_fraction)
-        return train, val, self.cache
+        return ImageStore(train, self.cache), ImageStore(val, self.cache)
+
+
+class StoreDataModule(SRDataModule):
+    """Training images from an `srlab-prepare` store (memory-mapped); val as `data=folder`:
+    all of `val_dir` (a folder of images or another store), else a hashed split of the store."""
+
+    def __init__(self, train_dir: str, val_dir: str | None = None, val_fraction: float = 0.1, **kw):
+        super().__init__(**kw)
+        self.train_dir, self.val_dir, self.val_fraction = train_dir, val_dir, val_fraction
+
+    def _stores(self):
+        from srlab.data.prepared import is_store, open_store
+
+        entries = open_store(self.train_dir)
+        if self.val_dir is not None:
+            val = (PreparedImages(self.val_dir, open_store(self.val_dir)) if is_store(self.val_dir)
+                   else ImageStore(folder_items(self.val_dir, "data.val_dir")))
+            return PreparedImages(self.train_dir, entries), val
+        train_ids, val_ids = hashed_split([e["name"] for e in entries], self.val_fraction,
+                                          what=f"data.train_dir: store {self.train_dir}")
+        store = PreparedImages(self.train_dir, entries)
+        return store.keep(train_ids), store.keep(val_ids)

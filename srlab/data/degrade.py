@@ -6,6 +6,12 @@ pass None for training (each worker has its own seeded RNG) and a generator seed
 image index for validation, so validation LR images are the same every epoch.
 H and W must be multiples of `scale` (patches and val crops are made that way).
 
+`degradation.batch(hr [B,3,H,W], gray=None, generator=None)` degrades a whole batch on
+whatever device it lives on. Training uses it after the batch reached the GPU
+(`SRDataModule.on_after_batch_transfer`): per-patch work in CPU loader workers cannot keep a
+GPU busy. It gives the same LR as calling the degradation patch by patch with the same
+generator, and never reads a value back from the device (no sync), so the GPU never waits.
+
 - `BicubicDegradation`: MATLAB `imresize(hr, 1/s, 'bicubic')`, the benchmark convention.
 - `Crapify`: a configurable "real-world-ish" pipeline in the spirit of fastai's crappify:
   optional Gaussian blur (HR) -> downscale with a (randomly chosen) kernel -> optional
@@ -73,6 +79,12 @@ class BicubicDegradation:
         _check(hr, self.scale)
         return imresize(hr, scale=1.0 / self.scale).clamp_(0, 1)
 
+    def batch(self, hr: torch.Tensor, gray=None,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        """[B,3,H,W] -> [B,3,H/s,W/s]: two batched matmuls, on hr's device."""
+        _check(hr[0], self.scale)
+        return imresize(hr, scale=1.0 / self.scale).clamp_(0, 1)
+
     def __repr__(self) -> str:
         return f"BicubicDegradation(scale={self.scale})"
 
@@ -125,28 +137,44 @@ class Crapify:
         # Always draw, so the number of draws (hence later choices) does not depend on p.
         return torch.rand((), generator=g).item() < p
 
-    def __call__(self, hr: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, hr: torch.Tensor, generator: torch.Generator | None = None,
+                 gray: bool | None = None) -> torch.Tensor:
+        """One image. `gray` (all channels equal) is looked up when not given: a device sync."""
         _check(hr, self.scale)
         g = generator
-        gray = _is_gray(hr)
+        gray = _is_gray(hr) if gray is None else bool(gray)
         x = hr[None]
         if self._chance(self.blur_prob, g):
             sigma = max(_uniform(self.blur_sigma, g), 1e-3)
             k = 2 * int(3 * sigma + 0.5) + 1  # covers +-3 sigma
-            sig = torch.tensor([[sigma, sigma]], dtype=x.dtype)
+            sig = torch.tensor([[sigma, sigma]], dtype=x.dtype, device=x.device)
             x = kornia.filters.gaussian_blur2d(x, (k, k), sig, border_type="reflect")
         kernel = self.kernels[int(torch.randint(len(self.kernels), (), generator=g))]
         x = downscale(x, self.scale, kernel).clamp_(0, 1)
         if self._chance(self.noise_prob, g):
             std = _uniform(self.noise_sigma, g) / 255.0
             shape = (1, 1 if gray else 3, *x.shape[-2:])
-            x = (x + std * torch.randn(shape, generator=g, dtype=x.dtype)).clamp_(0, 1)
+            # Drawn where the generator lives (CPU for seeded validation), so both paths agree.
+            dev = g.device if g is not None else x.device
+            noise = torch.randn(shape, generator=g, dtype=x.dtype, device=dev)
+            x = (x + std * noise.to(x.device, non_blocking=True)).clamp_(0, 1)
         if self._chance(self.jpeg_prob, g):
-            q = torch.tensor([_uniform(self.jpeg_quality, g)], dtype=x.dtype)
+            q = torch.tensor([_uniform(self.jpeg_quality, g)], dtype=x.dtype, device=x.device)
             x = kornia.enhance.jpeg_codec_differentiable(x, q)
             if gray:  # chroma rounding can tint a gray image slightly; keep it gray
                 x = x.mean(1, keepdim=True).expand_as(x)
         return x[0].clamp(0, 1).contiguous()
+
+    def batch(self, hr: torch.Tensor, gray=None,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        """[B,3,H,W] on any device: image by image (each draws its own blur, kernel, noise,
+        JPEG quality), in the order the loader path would. Pass `gray` (the batch's flags as
+        a list or CPU tensor) to avoid a device sync per image."""
+        if gray is None:
+            flags = [None] * len(hr)
+        else:
+            flags = [bool(v) for v in (gray.tolist() if torch.is_tensor(gray) else gray)]
+        return torch.stack([self(x, generator, gray=f) for x, f in zip(hr, flags)])
 
     def __repr__(self) -> str:
         return (

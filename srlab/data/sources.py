@@ -92,31 +92,39 @@ def _hash_unit(name: str) -> float:
     return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big") / 2**64
 
 
+def folder_items(folder: str | Path, what: str = "data.train_dir") -> list[tuple[str, Path]]:
+    """(name, path) of every image under `folder`; names are relative paths without suffix."""
+    root = Path(folder).expanduser()
+    return _named(root, list_images(root, what))
+
+
+def hashed_split(names: list[str], val_fraction: float, what: str) -> tuple[list[int], list[int]]:
+    """(train ids, val ids): the ceil(val_fraction * n) names (at least 1, and at least 1 left
+    for training) with the smallest SHA-1 hash are val: deterministic, the same on every
+    machine, and not biased by file order (sorted names often group similar shots together)."""
+    if len(names) < 2:
+        raise SrlabError(
+            f"{what} has {len(names)} image(s); a train/val split needs at least 2 "
+            "(or set data.val_dir)"
+        )
+    if not 0 < val_fraction < 1:
+        raise SrlabError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+    n_val = min(len(names) - 1, max(1, math.ceil(val_fraction * len(names) - 1e-9)))
+    val_ids = set(sorted(range(len(names)), key=lambda i: _hash_unit(names[i]))[:n_val])
+    return [i for i in range(len(names)) if i not in val_ids], sorted(val_ids)
+
+
 def folder_split(
     train_dir: str | Path, val_dir: str | Path | None = None, val_fraction: float = 0.1
 ) -> tuple[list[tuple[str, Path]], list[tuple[str, Path]]]:
     """(train, val) lists of (name, path) from folders.
 
-    With `val_dir`, train is all of `train_dir` and val all of `val_dir`. Without it, the val
-    images are the ceil(val_fraction * n) images of `train_dir` (at least 1, and at least 1
-    left for training) with the smallest SHA-1 hash of their relative path: deterministic,
-    the same on every machine, and not biased by file order (sorted names often group
-    similar shots together).
+    With `val_dir`, train is all of `train_dir` and val all of `val_dir`. Without it, val is a
+    `hashed_split` of `train_dir`'s images by their relative path.
     """
-    train_root = Path(train_dir).expanduser()
-    train = _named(train_root, list_images(train_root, "data.train_dir"))
+    train = folder_items(train_dir, "data.train_dir")
     if val_dir is not None:
-        val_root = Path(val_dir).expanduser()
-        return train, _named(val_root, list_images(val_root, "data.val_dir"))
-    if len(train) < 2:
-        raise SrlabError(
-            f"data.train_dir: {train_root} has 1 image; a train/val split needs at least 2 "
-            "(or set data.val_dir)"
-        )
-    if not 0 < val_fraction < 1:
-        raise SrlabError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
-    n_val = min(len(train) - 1, max(1, math.ceil(val_fraction * len(train) - 1e-9)))
-    val_ids = set(sorted(range(len(train)), key=lambda i: _hash_unit(train[i][0]))[:n_val])
-    val = [item for i, item in enumerate(train) if i in val_ids]
-    train = [item for i, item in enumerate(train) if i not in val_ids]
-    return train, val
+        return train, folder_items(val_dir, "data.val_dir")
+    train_ids, val_ids = hashed_split([n for n, _ in train], val_fraction,
+                                      f"data.train_dir: {Path(train_dir).expanduser()}")
+    return [train[i] for i in train_ids], [train[i] for i in val_ids]

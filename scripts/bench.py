@@ -1,0 +1,267 @@
+"""make bench: srlab's training throughput against a hand-written PyTorch loop, as ratios.
+
+For each row, in one process and on the same device:
+- srlab: `srlab-train`'s own objects (`srlab.train.build`: the composed config, data module,
+  approach, callbacks, CSV logger, Lightning trainer), batches/s over the steps after a warm-up,
+  timed with a device sync at both ends;
+- raw: a minimal loop on the *same net instance* (with the same speed switches), the same
+  optimizer and schedule, loss, batch, patch and precision, with one batch already on the
+  device: forward, loss, backward, step. The ratio srlab/raw is the framework's cost: data
+  loading, degradation, logging, progress bar and Lightning's hooks.
+- loader rows: the data path alone (default workers, transfer, LR made on the device) in
+  batches/s, beside what the net consumes (raw batches/s): >= 1 means the GPU never waits.
+
+Data: `samples` (the embedded photos, in RAM), `folder` (PNG files of DIV2K size, 2040x1356,
+made here from the scikit-image photos plus grain, decoded lazily per patch) and `store` (the
+same folder after `srlab-prepare`, memory-mapped). Epochs are DIV2K-long (800 images x 16
+patches) whatever the image count, so epoch restarts cost what they cost on DIV2K.
+
+    make bench                      # all rows on the GPU if there is one, else the CPU
+    python scripts/bench.py --rows unet/samples,edsr/store --steps 100
+Writes benchmarks/results.json ({"device", "torch", "rows": [...]}) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing (GPU machines)
+
+from srlab.config import compose_config  # noqa: E402
+from srlab.data.prepared import prepare_store  # noqa: E402
+from srlab.data.sources import SAMPLE_COLOR, SAMPLE_GRAY, sample_dir  # noqa: E402
+from srlab.train import build  # noqa: E402
+
+NETS = {  # name -> overrides; EDSR's patch is set per device (--edsr-patch)
+    "unet": [],
+    "edsr": ["experiment=edsr"],
+}
+DIV2K_SIZE, DIV2K_PATCHES_PER_EPOCH = (1356, 2040), 800 * 16
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepTimer(pl.Callback):
+    """Seconds for the training steps after `warmup`, with a device sync at both ends."""
+
+    def __init__(self, warmup: int, steps: int):
+        self.warmup, self.steps, self.t0, self.seconds = warmup, steps, None, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step  # steps done, this one included
+        if step == self.warmup:
+            sync(pl_module.device)
+            self.t0 = time.perf_counter()
+        elif step == self.warmup + self.steps:
+            sync(pl_module.device)
+            self.seconds = time.perf_counter() - self.t0
+
+
+def make_folder(folder: Path, n: int, size=DIV2K_SIZE, seed: int = 0) -> Path:
+    """n photo-like PNGs of `size`: scikit-image photos resized, plus sensor-like grain, so
+    they compress like real photos (a flat synthetic image would decode unrealistically fast)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(SAMPLE_COLOR.values()) + list(SAMPLE_GRAY.values())
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for i in range(n):
+        path = folder / f"{i:04d}.png"
+        if path.exists():
+            continue
+        src = Image.open(sample_dir() / names[i % len(names)]).convert("RGB")
+        arr = np.asarray(src.resize((w, h), Image.BICUBIC), dtype=np.float32)
+        arr += rng.normal(0, 3.0, arr.shape).astype(np.float32)
+        Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(path)
+    return folder
+
+
+def data_overrides(data: str, folders: dict) -> list[str]:
+    if data == "samples":
+        return []
+    repeats = -(-DIV2K_PATCHES_PER_EPOCH // folders["n"])
+    return [f"data={data}", f"data.train_dir={folders[data]}", f"data.train_repeats={repeats}"]
+
+
+def compose(net: str, data: str, args, folders: dict, run_dir: Path, extra=()):
+    patch = args.edsr_patch if net == "edsr" else args.unet_patch
+    gpu = ["trainer=gpu"] if args.device == "cuda" else ["trainer=cpu"]
+    overrides = NETS[net] + gpu + data_overrides(data, folders) + [
+        "logger=csv", f"data.batch_size={args.batch}", f"data.patch_size={patch}",
+        f"trainer.max_steps={args.warmup + args.steps}", "+trainer.limit_val_batches=0",
+        "trainer.max_time=null", "+trainer.enable_model_summary=false", *extra,
+    ]
+    return compose_config("train", overrides, run_dir)
+
+
+def raw_loop(model, batch: dict, cfg, device, warmup: int, steps: int) -> float:
+    """Batches/s of the hand-written loop on the approach's net (same instance)."""
+    net = model.net
+    opt = instantiate(cfg.approach.optimizer)(params=[p for p in net.parameters() if p.requires_grad])
+    sched_cfg = cfg.approach.get("scheduler")
+    sched = instantiate(sched_cfg)(optimizer=opt) if sched_cfg else None
+    names = list(cfg.loss.terms)
+    loss_fn = {"mse": F.mse_loss, "l1": F.l1_loss}.get(names[0]) if len(names) == 1 else None
+    loss_fn = loss_fn or (lambda sr, hr: model.loss(sr, hr)[0])
+    bf16 = "bf16" in str(cfg.trainer.precision)
+    lr, hr = batch["lr"], batch["hr"]
+    net.train()
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = loss_fn(net(lr), hr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+    for _ in range(warmup):
+        step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return steps / (time.perf_counter() - t0)
+
+
+def device_batch(datamodule, device) -> dict:
+    """One training batch as the approach sees it: transferred, LR made on the device."""
+    b = datamodule.on_before_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
+    b = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
+    return datamodule.on_after_batch_transfer(b, 0)
+
+
+def loader_rate(datamodule, device, batches: int) -> float:
+    """Batches/s of the data path alone: default workers, pinned transfer, device degradation."""
+    it = iter(datamodule.train_dataloader())
+    for _ in range(min(5, batches)):  # workers started, queues full
+        next(it)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        b = datamodule.on_before_batch_transfer(next(it), 0)
+        b = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
+        datamodule.on_after_batch_transfer(b, 0)
+    sync(device)
+    rate = batches / (time.perf_counter() - t0)
+    del it
+    return rate
+
+
+def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=()) -> list[dict]:
+    device = torch.device(args.device)
+    cfg = compose(net, data, args, folders, work / name.replace("/", "_").replace(" ", "_"), extra)
+    timer = StepTimer(args.warmup, args.steps)
+    datamodule, model, trainer, _ = build(cfg, extra_callbacks=(timer,))
+    trainer.fit(model, datamodule=datamodule)
+    srlab = args.steps / timer.seconds
+    # Same net, same kind of batch, on the device; the trainer's workers are shut first.
+    del trainer
+    gc.collect()
+    model.to(device)
+    batch = device_batch(datamodule, device)
+    raw = raw_loop(model, batch, cfg, device, args.warmup, args.steps)
+    rows = [{"name": name, "srlab_batches_per_s": round(srlab, 3), "raw_batches_per_s": round(raw, 3),
+             "ratio": round(srlab / raw, 3), "batch": args.batch, "patch": int(cfg.data.patch_size),
+             "precision": str(cfg.trainer.precision), "workers": datamodule._workers(),
+             "overrides": " ".join(extra)}]
+    if args.loader and not extra:
+        rate = loader_rate(datamodule, device, args.loader_batches)
+        rows.append({"name": f"loader {net}/{data}", "srlab_batches_per_s": round(rate, 3),
+                     "raw_batches_per_s": round(raw, 3), "ratio": round(rate / raw, 3),
+                     "patches_per_s": round(rate * args.batch, 1),
+                     "net_patches_per_s": round(raw * args.batch, 1),
+                     "workers": datamodule._workers()})
+    del model, datamodule, batch
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return rows
+
+
+def print_table(result: dict) -> None:
+    print(f"\ndevice: {result['device']}  torch {result['torch']}")
+    print(f"{'row':<44} {'srlab b/s':>10} {'raw b/s':>10} {'ratio':>7}")
+    for r in result["rows"]:
+        print(f"{r['name']:<44} {r['srlab_batches_per_s']:>10.2f} {r['raw_batches_per_s']:>10.2f}"
+              f" {r['ratio']:>7.3f}")
+    for k, v in result.get("notes", {}).items():
+        print(f"{k}: {v}")
+
+
+def main() -> None:
+    gpu = torch.cuda.is_available()
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda" if gpu else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--rows", default="unet/samples,unet/folder,unet/store,edsr/samples,edsr/folder,edsr/store",
+                   help="net/data pairs; net in unet, edsr; data in samples, folder, store")
+    p.add_argument("--variants", default="speed.channels_last=false;speed.compile=true" if gpu else "",
+                   help="';'-separated override sets, each re-run on the samples rows")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--unet-patch", type=int, default=128)
+    p.add_argument("--edsr-patch", type=int, default=192 if gpu else 96,
+                   help="HR px (192 = EDSR's 48 px LR at x4); smaller on CPU to fit 10 minutes")
+    p.add_argument("--warmup", type=int, default=30 if gpu else 3)
+    p.add_argument("--steps", type=int, default=200 if gpu else 12)
+    p.add_argument("--images", type=int, default=40 if gpu else 8, help="large images in the folder")
+    p.add_argument("--loader", type=int, default=1, help="also time the data path alone (0: no)")
+    p.add_argument("--loader-batches", type=int, default=100 if gpu else 10)
+    p.add_argument("--work", default=None, help="folder for images/store/runs (default: a temp dir)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
+    args = p.parse_args()
+    os.environ.setdefault("WANDB_MODE", "offline")
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="srlab-bench-"))
+    rows = [r.split("/") for r in args.rows.split(",") if r]
+    folders, notes = {"n": args.images}, {}
+    if any(d in ("folder", "store") for _, d in rows):
+        t0 = time.perf_counter()
+        folders["folder"] = make_folder(work / "folder", args.images)
+        notes["folder"] = f"{args.images} PNGs of {DIV2K_SIZE[1]}x{DIV2K_SIZE[0]}, made in {time.perf_counter() - t0:.0f} s"
+    if any(d == "store" for _, d in rows):
+        t0 = time.perf_counter()
+        prepare_store(folders["folder"], work / "store", progress=False)
+        folders["store"] = work / "store"
+        notes["srlab-prepare"] = f"{time.perf_counter() - t0:.1f} s for {args.images} images"
+
+    result = {"device": torch.cuda.get_device_name() if args.device == "cuda" else
+              f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+              f"{torch.get_num_threads()} threads)",
+              "torch": torch.__version__, "lightning": pl.__version__, "rows": [], "notes": notes}
+    for net, data in rows:
+        result["rows"] += run_row(f"{net}/{data}", net, data, args, folders, work)
+        print(json.dumps(result["rows"][-1]), flush=True)
+    for variant in [v for v in args.variants.split(";") if v]:
+        for net, data in rows:
+            if data == "samples":
+                result["rows"] += run_row(f"{net}/{data} {variant}", net, data, args, folders, work,
+                                          extra=tuple(variant.split()))
+                print(json.dumps(result["rows"][-1]), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

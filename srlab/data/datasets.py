@@ -1,0 +1,172 @@
+"""Datasets behind the data modules: where HR pixels live, and how items are cut from them.
+
+- `ImageStore`: named HR images, decoded lazily from files, or once into RAM (`preload`).
+- `PreparedImages`: the same, memory-mapped from a store written by `srlab-prepare`.
+- `TrainPatches`: random HR patches with the 8 flips/rotations. With a degradation it also
+  makes the LR patch (the loader path); without one it hands over the HR patch alone, as
+  uint8 when the source is 8-bit (4x fewer bytes to collate, pin and copy), and the data
+  module degrades the whole batch on the device after transfer.
+- `ValImages`: whole images, LR from a degradation seeded by the image index.
+- `UnpaddedDistributedSampler`: every val image exactly once over all DDP ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+from srlab.data.images import image_size, read_image
+from srlab.data.prepared import load_image, to_float
+
+
+class ImageStore:
+    """Named HR images, read lazily from disk or decoded once into RAM (`preload`).
+
+    Preloaded images are kept as uint8 (4x less RAM than float; 16-bit sources lose their
+    extra precision) and loaded in the main process, so forked loader workers share them.
+    """
+
+    def __init__(self, items: list[tuple[str, os.PathLike]], preload: bool = False):
+        self.names = [n for n, _ in items]
+        self.paths = [p for _, p in items]
+        self.data = None
+        if preload:
+            self.data = []
+            for p in self.paths:
+                img, gray = read_image(p)
+                img = img[:1] if gray else img  # gray kept as 1 channel, expanded on use
+                self.data.append((img.mul(255).round().to(torch.uint8), gray))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def all_uint8(self) -> bool:
+        """Does `get` return uint8 for every image? (Then patches travel to the GPU as uint8.)"""
+        return self.data is not None
+
+    def size(self, i: int) -> tuple[int, int]:
+        return tuple(self.data[i][0].shape[-2:]) if self.data else image_size(self.paths[i])
+
+    def get(self, i: int) -> tuple[torch.Tensor, bool]:
+        """([C,H,W] uint8 with C in {1,3}, or float [3,H,W]; gray)."""
+        return self.data[i] if self.data else read_image(self.paths[i])
+
+    def keep(self, ids: list[int]) -> ImageStore:
+        out = ImageStore([])
+        out.names, out.paths = [self.names[i] for i in ids], [self.paths[i] for i in ids]
+        out.data = [self.data[i] for i in ids] if self.data else None
+        return out
+
+
+class PreparedImages(ImageStore):
+    """Images of an `srlab-prepare` store: [C,H,W] views of memory-mapped uint8/uint16 arrays.
+
+    Nothing is read until a patch is cut, and then only the pages it covers; the OS page
+    cache holds them once for every loader worker and every DDP process on the machine.
+    """
+
+    def __init__(self, store_dir: str | Path, entries: list[dict]):
+        self.store_dir, self.entries = Path(store_dir), list(entries)
+        self.names = [e["name"] for e in self.entries]
+        self.paths = [self.store_dir / e["file"] for e in self.entries]
+        self.data = None
+
+    @property
+    def all_uint8(self) -> bool:
+        return all(e["dtype"] == "uint8" for e in self.entries)
+
+    def size(self, i: int) -> tuple[int, int]:
+        return int(self.entries[i]["height"]), int(self.entries[i]["width"])
+
+    def get(self, i: int) -> tuple[torch.Tensor, bool]:
+        return load_image(self.store_dir, self.entries[i])
+
+    def keep(self, ids: list[int]) -> PreparedImages:
+        return PreparedImages(self.store_dir, [self.entries[i] for i in ids])
+
+
+class TrainPatches(Dataset):
+    """`length` random HR patches (and LR, given a degradation); item i from image i % n."""
+
+    def __init__(self, store: ImageStore, degradation, scale: int, patch_size: int, length: int):
+        self.store, self.degradation = store, degradation
+        self.scale, self.patch_size, self.length = scale, patch_size, length
+        # Without a degradation (device path) HR patches travel as uint8 when all sources are
+        # 8-bit, else as float32 (a batch must have one dtype; 16-bit keeps its precision).
+        self.raw_uint8 = degradation is None and store.all_uint8
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        k = i % len(self.store)
+        img, gray = self.store.get(k)
+        p = self.patch_size
+        top = int(torch.randint(img.shape[-2] - p + 1, ()))
+        left = int(torch.randint(img.shape[-1] - p + 1, ()))
+        patch = img[:, top : top + p, left : left + p]
+        # The 8 flips/rotations of a square; plain torch ops on one patch beat kornia's warps.
+        flip_h, flip_v, rot = torch.randint(2, (3,)).tolist()
+        if flip_h:
+            patch = patch.flip(-1)
+        if flip_v:
+            patch = patch.flip(-2)
+        if rot:
+            patch = patch.rot90(1, (-2, -1))
+        item = {"gray": torch.tensor(gray), "name": self.store.names[k]}
+        if self.raw_uint8:
+            item["hr"] = patch.expand(3, p, p).contiguous()
+        else:
+            item["hr"] = to_float(patch)
+            if self.degradation is not None:
+                item["lr"] = self.degradation(item["hr"])
+        return item
+
+
+class ValImages(Dataset):
+    """Whole images cropped top-left to a multiple of `scale`; deterministic LR.
+
+    `max_size` (optional) first takes a centred crop of at most max_size x max_size HR pixels,
+    to bound validation time on big images.
+    """
+
+    def __init__(self, store: ImageStore, degradation, scale: int, seed: int = 0,
+                 max_size: int | None = None):
+        self.store, self.degradation, self.scale, self.seed = store, degradation, scale, seed
+        self.max_size = max_size
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int) -> dict:
+        img, gray = self.store.get(i)
+        if self.max_size:
+            ch, cw = min(self.max_size, img.shape[-2]), min(self.max_size, img.shape[-1])
+            top, left = (img.shape[-2] - ch) // 2, (img.shape[-1] - cw) // 2
+            img = img[:, top : top + ch, left : left + cw]
+        s = self.scale
+        h, w = img.shape[-2] // s * s, img.shape[-1] // s * s
+        hr = to_float(img[:, :h, :w])
+        lr = self.degradation(hr, generator=torch.Generator().manual_seed(self.seed + i))
+        return {"lr": lr, "hr": hr, "gray": torch.tensor(gray), "name": self.store.names[i]}
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Rank r gets items r, r + world, r + 2*world...: every image exactly once over all ranks.
+
+    Lightning's default DistributedSampler pads with duplicates so ranks have equal lengths,
+    which would count some validation images twice. Being a DistributedSampler subclass
+    stops Lightning from replacing it.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))

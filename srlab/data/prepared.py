@@ -1,0 +1,207 @@
+"""A prepared image store: decoded images as uncompressed .npy files, read by memory mapping.
+
+Cutting a 192 px patch from a DIV2K PNG means decoding the whole 2040x1356 file, which starves
+the GPU. `srlab-prepare` decodes every image once (with `read_image`, so pixel values are the
+same as training from the folder) and writes it uncompressed; loader workers then memory-map
+the files, so a crop reads only the pages it touches, and the OS page cache is shared by every
+process on the node (DDP ranks, loader workers) instead of each holding its own RAM cache.
+
+Layout:
+    <store>/index.json       {"format": "srlab-store", "version": 1, "next_file": k,
+                              "images": [{"name", "file", "height", "width", "channels",
+                                          "dtype", "gray", "source", "source_size",
+                                          "source_mtime_ns"}, ...]}
+    <store>/images/<k>.npy   HWC, C = 1 (gray) or 3; uint8 when every value is exactly v/255,
+                             else uint16 when exactly v/65535, else float32 (e.g. alpha
+                             composited over white), so storing never changes a value.
+`file` is relative to the store. File numbers are never reused: a reader still holding an old
+index never opens a different image under an old name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from srlab.data.images import read_image
+from srlab.data.sources import _named, list_images
+from srlab.errors import SrlabError
+
+FORMAT, VERSION = "srlab-store", 1
+INDEX = "index.json"
+_SCALE = {"uint8": 255, "uint16": 65535}
+
+
+def _hint(path) -> str:
+    return f"run srlab-prepare input=<folder> output={path}"
+
+
+def is_store(path: str | Path) -> bool:
+    """Does `path` hold a store index of this format (any version)?"""
+    try:
+        return json.loads((Path(path) / INDEX).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _read_index(store: Path) -> dict:
+    path = store / INDEX
+    try:
+        index = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SrlabError(f"{store} is not a prepared image store (no {INDEX}): {_hint(store)}") from None
+    except (OSError, ValueError) as e:
+        raise SrlabError(f"cannot read {path} ({type(e).__name__}): {_hint(store)}") from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise SrlabError(f"{path} is not a prepared image store index: {_hint(store)}")
+    if index.get("version") != VERSION:
+        raise SrlabError(f"{path} has store version {index.get('version')}, this srlab reads "
+                         f"version {VERSION}: {_hint(store)} into a new folder")
+    return index
+
+
+def open_store(store_dir: str | Path) -> list[dict]:
+    """The index entries of a store; `SrlabError` (one line) if it is not usable."""
+    store = Path(store_dir).expanduser()
+    entries = _read_index(store)["images"]
+    for e in entries:
+        if not (store / e["file"]).is_file():
+            raise SrlabError(f"{store}: image file {e['file']} ({e['name']}) is missing: "
+                             f"{_hint(store)} again")
+    return entries
+
+
+def load_image(store_dir: str | Path, entry: dict) -> tuple[torch.Tensor, bool]:
+    """(uint8/uint16/float32 [C,H,W] view of the memory-mapped file, gray); C is 1 or 3.
+
+    Nothing is read yet: `t[:, y:y+p, x:x+p].contiguous()` reads only the touched pages.
+    mmap_mode="c" (copy-on-write) gives a writable array, so torch.from_numpy does not warn,
+    and nothing can ever be written back to the file.
+    """
+    arr = np.load(Path(store_dir) / entry["file"], mmap_mode="c")
+    assert isinstance(arr, np.memmap), "store images must be memory-mapped, not loaded"
+    return torch.from_numpy(arr).permute(2, 0, 1), bool(entry["gray"])
+
+
+def to_float(t: torch.Tensor) -> torch.Tensor:
+    """Stored dtype -> float32 contiguous [3,h,w] in [0,1], bit-identical to `read_image`."""
+    scale = _SCALE.get(str(t.dtype).removeprefix("torch."))
+    # int -> float32 then true division by the same constant as read_image: same IEEE result.
+    x = t.to(torch.float32) / scale if scale else t.to(torch.float32)
+    return x.expand(3, -1, -1).contiguous()
+
+
+def _encode(x: torch.Tensor, gray: bool) -> np.ndarray:
+    """read_image's float [3,H,W] -> the smallest exact HWC array (1 channel when gray)."""
+    x = x[:1] if gray else x
+    for dtype, scale in _SCALE.items():
+        q = (x * scale).round()
+        if torch.equal(q / scale, x):  # lossless: decoding gives back exactly x
+            return q.permute(1, 2, 0).numpy().astype(dtype)
+    return x.permute(1, 2, 0).numpy().astype(np.float32)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write via a temp file in the same folder + os.replace: never a half-written `path`."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C included: leave no temp file behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_index(store: Path, index: dict) -> None:
+    _atomic_write(store / INDEX, lambda f: f.write(json.dumps(index, indent=1).encode()))
+
+
+def _start(store: Path) -> dict:
+    """The existing index, or a new empty store; refuses a folder that holds other things."""
+    if store.exists() and not store.is_dir():
+        raise SrlabError(f"output={store} is a file; give a folder for the store")
+    if (store / INDEX).exists():
+        return _read_index(store)
+    if store.is_dir() and any(store.iterdir()):
+        raise SrlabError(f"output={store} is a non-empty folder without {INDEX} (not a store); "
+                         "give a new or empty folder")
+    (store / "images").mkdir(parents=True, exist_ok=True)
+    index = {"format": FORMAT, "version": VERSION, "next_file": 0, "images": []}
+    _write_index(store, index)
+    return index
+
+
+def _sweep(store: Path, index: dict) -> int:
+    """Delete .npy/temp files no index entry names (left by an interrupted run); next number."""
+    used = {e["file"] for e in index["images"]}
+    top = index.get("next_file", 0)
+    (store / "images").mkdir(exist_ok=True)
+    for p in (store / "images").iterdir():
+        if p.suffix == ".npy" and p.stem.isdigit():
+            top = max(top, int(p.stem) + 1)  # even an orphan's number is never handed out again
+        if f"images/{p.name}" not in used and (p.suffix in (".npy", ".tmp")):
+            p.unlink()
+    return top
+
+
+def prepare_store(input_dir: str | Path, output_dir: str | Path, progress: bool = True) -> dict:
+    """Convert a folder of images into a store (or bring an existing store up to date).
+
+    New images are added, images whose source size or mtime changed are re-converted (under a
+    new file number; the old file is deleted), unchanged ones are skipped without decoding.
+    Images removed from the input stay in the store. The index is rewritten atomically after
+    every image, so an interrupted run (Ctrl-C, an unreadable file) keeps everything converted
+    so far and a re-run continues. Returns {"added", "updated", "unchanged"} counts.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    root, store = Path(input_dir).expanduser(), Path(output_dir).expanduser()
+    named = _named(root, list_images(root, "input"))
+    seen: dict[str, Path] = {}
+    for name, path in named:  # the store is looked up by name: two files must not share one
+        if name in seen:
+            raise SrlabError(f"input: {seen[name]} and {path} both give the image name '{name}'; "
+                             "rename or remove one")
+        seen[name] = path
+    index = _start(store)
+    index["next_file"] = _sweep(store, index)
+    by_name = {e["name"]: i for i, e in enumerate(index["images"])}
+    counts = {"added": 0, "updated": 0, "unchanged": 0}
+    columns = (TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        for name, path in bar.track(named):
+            st, source = path.stat(), str(path.resolve())
+            old = index["images"][by_name[name]] if name in by_name else None
+            if old and (old["source"], old["source_size"], old["source_mtime_ns"]) == (
+                    source, st.st_size, st.st_mtime_ns):
+                counts["unchanged"] += 1
+                continue
+            x, gray = read_image(path)  # SrlabError naming the file; the index so far is kept
+            arr = _encode(x, gray)
+            file = f"images/{index['next_file']:06d}.npy"
+            _atomic_write(store / file, lambda f: np.save(f, arr, allow_pickle=False))
+            entry = {"name": name, "file": file, "height": arr.shape[0], "width": arr.shape[1],
+                     "channels": arr.shape[2], "dtype": str(arr.dtype), "gray": gray,
+                     "source": source, "source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+            index["next_file"] += 1
+            if old:
+                index["images"][by_name[name]] = entry
+            else:
+                by_name[name] = len(index["images"])
+                index["images"].append(entry)
+            _write_index(store, index)
+            if old:  # only after the index stops naming it
+                (store / old["file"]).unlink(missing_ok=True)
+            counts["updated" if old else "added"] += 1
+    gb = sum((store / e["file"]).stat().st_size for e in index["images"]) / 1e9
+    print(f"{store}: {counts['added']} added, {counts['updated']} updated, "
+          f"{counts['unchanged']} unchanged; {len(index['images'])} images, {gb:.2f} GB")
+    return counts

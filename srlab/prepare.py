@@ -1,0 +1,25 @@
+"""srlab-prepare: convert a folder of HR images into a memory-mappable store, once.
+
+Decoding a whole 2040x1356 PNG for every training patch starves the GPU; the store
+(`srlab.data.prepared`) holds the decoded pixels uncompressed, so a patch reads only its pages.
+    srlab-prepare input=<folder of HR images> output=<store dir>
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from srlab.cli import user_errors
+from srlab.config import CONFIG_DIR
+from srlab.data.prepared import prepare_store
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="prepare")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        prepare_store(cfg.input, cfg.output, progress=bool(cfg.get("progress", True)))
+
+
+if __name__ == "__main__":
+    main()

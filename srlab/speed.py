@@ -1,0 +1,47 @@
+"""Speed switches for the net being trained: channels_last memory format and torch.compile.
+
+Both are config (`speed.channels_last`, `speed.compile`) rather than code, because whether
+they win depends on the net and the card: `make bench` measures each against the same net
+without it, and a switch is on by default only where it won (benchmarks/RESULTS.md).
+
+- channels_last: NHWC weights and inputs; tensor-core convolutions (bf16/fp16 on Volta and
+  newer) run without layout transposes. A forward pre-hook converts every 4-D input, so data
+  modules, approaches and losses need not know.
+- compile: `nn.Module.compile()` compiles the net in place, so its state_dict keys (and
+  checkpoints, srlab-eval, srlab-upscale) are unchanged; the first steps pay the compile time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from srlab.errors import SrlabError
+
+
+def _to_channels_last(module: nn.Module, args: tuple, kwargs: dict):
+    def conv(x):
+        if isinstance(x, torch.Tensor) and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    return tuple(conv(a) for a in args), {k: conv(v) for k, v in kwargs.items()}
+
+
+def resolve(value, accelerator_is_gpu: bool) -> bool:
+    """true / false, or "gpu": on only when training runs on a CUDA device."""
+    if isinstance(value, bool):
+        return value
+    if value in ("gpu", "cuda"):
+        return accelerator_is_gpu
+    raise SrlabError(f"speed switches take true, false or gpu, got {value!r}")
+
+
+def apply_speed_switches(net: nn.Module, channels_last: bool = False, compile: bool = False) -> nn.Module:
+    """Set the switches on `net` in place (and return it)."""
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+        net.register_forward_pre_hook(_to_channels_last, with_kwargs=True)
+    if compile:
+        net.compile()
+    return net

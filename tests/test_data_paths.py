@@ -1,0 +1,78 @@
+"""The fast data paths of issue 8 give the same pixels as the simple ones.
+
+- LR made on the device after transfer (`data.degrade_on=device`, the default) equals LR made
+  patch by patch in the loader (`degrade_on=loader`), to 1e-5.
+- HR patches travel as uint8 when every source is 8-bit, as float otherwise.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from srlab.data.datamodule import FolderDataModule, SamplesDataModule
+from srlab.data.degrade import BicubicDegradation, Crapify
+from srlab.errors import SrlabError
+
+
+def _batch(dm, seed=0):
+    """First training batch after the transfer hooks, with the crop/flip draws seeded."""
+    torch.manual_seed(seed)
+    b = next(iter(dm.train_dataloader()))
+    raw_dtype = b["hr"].dtype
+    return dm.on_after_batch_transfer(dm.on_before_batch_transfer(b, 0), 0), raw_dtype
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_device_lr_equals_loader_lr(image_folder, scale):
+    folder = image_folder(n=5, size=(60, 54))
+    kw = dict(train_dir=str(folder), degradation=BicubicDegradation(scale), scale=scale,
+              patch_size=12 * scale if scale < 4 else 48, batch_size=4, num_workers=0)
+    dev, dev_dtype = _batch(FolderDataModule(degrade_on="device", **kw))
+    ldr, ldr_dtype = _batch(FolderDataModule(degrade_on="loader", **kw))
+    assert torch.equal(dev["hr"], ldr["hr"]) and dev["lr"].shape == ldr["lr"].shape
+    assert (dev["lr"] - ldr["lr"]).abs().max() < 1e-5
+    assert dev["lr"].dtype == torch.float32 and "gray_flags" not in dev
+    assert dev_dtype == ldr_dtype == torch.float32  # lazy folder: decoded floats travel
+
+
+def test_uint8_transfer_when_sources_are_8bit(image_folder):
+    folder = image_folder(n=4, size=(40, 40))
+    kw = dict(train_dir=str(folder), degradation=BicubicDegradation(2), scale=2,
+              patch_size=16, batch_size=4, num_workers=0)
+    cached, dtype = _batch(FolderDataModule(cache=True, **kw))
+    lazy, _ = _batch(FolderDataModule(**kw))
+    assert dtype == torch.uint8 and cached["hr"].dtype == torch.float32
+    assert torch.equal(cached["hr"], lazy["hr"])  # same seed, same patches, same values
+    assert (cached["lr"] - lazy["lr"]).abs().max() < 1e-5
+
+
+def test_samples_default_is_uint8_on_the_device_path():
+    dm = SamplesDataModule(degradation=BicubicDegradation(4), scale=4, num_workers=0)
+    b, dtype = _batch(dm)
+    assert dtype == torch.uint8 and b["hr"].shape == (16, 3, 128, 128)
+    assert b["lr"].shape == (16, 3, 32, 32) and 0 <= b["lr"].min() and b["lr"].max() <= 1
+    gray = b["gray"].tolist()
+    assert any(gray) and not all(gray)  # the samples mix gray and colour photos
+    for g, lr in zip(gray, b["lr"]):
+        assert g == bool(torch.equal(lr[0], lr[1]) and torch.equal(lr[1], lr[2]))
+
+
+def test_crapify_batch_equals_per_image_calls():
+    deg = Crapify(2, blur_prob=0.5, noise_prob=0.7, jpeg_prob=0.8)
+    hr = torch.rand(6, 3, 24, 24)
+    hr[1] = hr[1, :1].expand(3, -1, -1)  # a gray patch stays gray
+    gray = [bool(torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])) for x in hr]
+    batched = deg.batch(hr, gray=gray, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    single = torch.stack([deg(x, generator=g) for x in hr])
+    assert batched.shape == (6, 3, 12, 12) and (batched - single).abs().max() < 1e-5
+    assert torch.equal(batched[1, 0], batched[1, 2]) and not torch.equal(batched[0, 0], batched[0, 2])
+    again = deg.batch(hr, gray=gray, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(batched, again)
+
+
+def test_bad_degrade_on_is_one_line(image_folder):
+    with pytest.raises(SrlabError, match="data.degrade_on='gpu'"):
+        FolderDataModule(train_dir=str(image_folder()), degradation=BicubicDegradation(2),
+                         scale=2, degrade_on="gpu")
