@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-full clean
+.PHONY: help install train test test-full bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ test: $(STAMP) ## fast test suite (< 6 min on 2 CPU cores)
 
 test-full: $(STAMP) ## every test, the slow ones too
 	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: $(STAMP) ## training batches/s vs a hand-written loop (GPU if any; CPU < 10 min) -> benchmarks/results.json
+	$(BIN)/python scripts/bench.py $(ARGS)
 
 clean: ## remove .venv and outputs
 	rm -rf $(VENV) outputs

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import multiprocessing
 import os
 import platform
 import sys
@@ -76,21 +77,24 @@ class StepTimer(pl.Callback):
             self.seconds = time.perf_counter() - self.t0
 
 
-def make_folder(folder: Path, n: int, size=DIV2K_SIZE, seed: int = 0) -> Path:
+def _photo_png(task: tuple) -> None:
+    path, src_name, size, seed = task
+    h, w = size
+    src = Image.open(sample_dir() / src_name).convert("RGB")
+    arr = np.asarray(src.resize((w, h), Image.BICUBIC), dtype=np.float32)
+    arr += np.random.default_rng(seed).normal(0, 3.0, arr.shape).astype(np.float32)
+    Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(path)
+
+
+def make_folder(folder: Path, n: int, size=DIV2K_SIZE) -> Path:
     """n photo-like PNGs of `size`: scikit-image photos resized, plus sensor-like grain, so
     they compress like real photos (a flat synthetic image would decode unrealistically fast)."""
     folder.mkdir(parents=True, exist_ok=True)
     names = list(SAMPLE_COLOR.values()) + list(SAMPLE_GRAY.values())
-    rng = np.random.default_rng(seed)
-    h, w = size
-    for i in range(n):
-        path = folder / f"{i:04d}.png"
-        if path.exists():
-            continue
-        src = Image.open(sample_dir() / names[i % len(names)]).convert("RGB")
-        arr = np.asarray(src.resize((w, h), Image.BICUBIC), dtype=np.float32)
-        arr += rng.normal(0, 3.0, arr.shape).astype(np.float32)
-        Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(path)
+    tasks = [(folder / f"{i:04d}.png", names[i % len(names)], size, i) for i in range(n)]
+    tasks = [t for t in tasks if not t[0].exists()]
+    with multiprocessing.get_context("fork").Pool(max(1, min(16, os.cpu_count() or 1))) as pool:
+        pool.map(_photo_png, tasks)
     return folder
 
 
@@ -170,6 +174,10 @@ def loader_rate(datamodule, device, batches: int) -> float:
 
 def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=()) -> list[dict]:
     device = torch.device(args.device)
+    if data == "folder":  # a whole PNG decoded per patch: a few batches/s, so fewer of them
+        args = argparse.Namespace(**{**vars(args), "steps": max(4, args.steps // 5),
+                                     "warmup": max(2, args.warmup // 3),
+                                     "loader_batches": max(4, args.loader_batches // 5)})
     cfg = compose(net, data, args, folders, work / name.replace("/", "_").replace(" ", "_"), extra)
     timer = StepTimer(args.warmup, args.steps)
     datamodule, model, trainer, _ = build(cfg, extra_callbacks=(timer,))
@@ -182,7 +190,7 @@ def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=())
     batch = device_batch(datamodule, device)
     raw = raw_loop(model, batch, cfg, device, args.warmup, args.steps)
     rows = [{"name": name, "srlab_batches_per_s": round(srlab, 3), "raw_batches_per_s": round(raw, 3),
-             "ratio": round(srlab / raw, 3), "batch": args.batch, "patch": int(cfg.data.patch_size),
+             "ratio": round(srlab / raw, 3), "steps": args.steps, "batch": args.batch, "patch": int(cfg.data.patch_size),
              "precision": str(cfg.trainer.precision), "workers": datamodule._workers(),
              "overrides": " ".join(extra)}]
     if args.loader and not extra:
@@ -248,17 +256,15 @@ def main() -> None:
               f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
               f"{torch.get_num_threads()} threads)",
               "torch": torch.__version__, "lightning": pl.__version__, "rows": [], "notes": notes}
-    for net, data in rows:
-        result["rows"] += run_row(f"{net}/{data}", net, data, args, folders, work)
-        print(json.dumps(result["rows"][-1]), flush=True)
-    for variant in [v for v in args.variants.split(";") if v]:
-        for net, data in rows:
-            if data == "samples":
-                result["rows"] += run_row(f"{net}/{data} {variant}", net, data, args, folders, work,
-                                          extra=tuple(variant.split()))
-                print(json.dumps(result["rows"][-1]), flush=True)
+    jobs = [(f"{net}/{data}", net, data, ()) for net, data in rows]
+    jobs += [(f"{net}/{data} {variant}", net, data, tuple(variant.split()))
+             for variant in args.variants.split(";") if variant
+             for net, data in rows if data == "samples"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    for name, net, data, extra in jobs:
+        result["rows"] += run_row(name, net, data, args, folders, work, extra)
+        print(json.dumps(result["rows"][-1]), flush=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")  # partial results survive
     print_table(result)
     print(f"wrote {args.out}")
 

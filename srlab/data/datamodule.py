@@ -197,7 +197,15 @@ class FolderDataModule(SRDataModule):
 
     def _stores(self):
         train, val = folder_split(self.train_dir, self.val_dir, self.val_fraction)
-        return ImageStore(train, self.cache), ImageStore(val, self.cache)
+        train = ImageStore(train, self.cache)
+        if not self.cache and len(train):
+            h, w = train.size(0)
+            if h * w > 16 * self.patch_size**2:  # e.g. DIV2K: 75x the pixels of a 192 px patch
+                log.warning(
+                    "data=folder decodes a whole %dx%d image for every %d px patch; to keep a GPU "
+                    "busy convert once (srlab-prepare input=%s output=<store dir>) and train with "
+                    "data=store data.train_dir=<store dir>", w, h, self.patch_size, self.train_dir)
+        return train, ImageStore(val, self.cache)
 
 
 class StoreDataModule(SRDataModule):
