@@ -150,8 +150,7 @@ def raw_loop(model, batch: dict, cfg, device, warmup: int, steps: int) -> float:
 
 def device_batch(datamodule, device) -> dict:
     """One training batch as the approach sees it: transferred, LR made on the device."""
-    b = datamodule.on_before_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
-    b = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
+    b = datamodule.transfer_batch_to_device(next(iter(datamodule.train_dataloader())), device, 0)
     return datamodule.on_after_batch_transfer(b, 0)
 
 
@@ -163,8 +162,7 @@ def loader_rate(datamodule, device, batches: int) -> float:
     sync(device)
     t0 = time.perf_counter()
     for _ in range(batches):
-        b = datamodule.on_before_batch_transfer(next(it), 0)
-        b = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
+        b = datamodule.transfer_batch_to_device(next(it), device, 0)
         datamodule.on_after_batch_transfer(b, 0)
     sync(device)
     rate = batches / (time.perf_counter() - t0)
@@ -178,7 +176,8 @@ def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=())
         args = argparse.Namespace(**{**vars(args), "steps": max(4, args.steps // 5),
                                      "warmup": max(2, args.warmup // 3),
                                      "loader_batches": max(4, args.loader_batches // 5)})
-    cfg = compose(net, data, args, folders, work / name.replace("/", "_").replace(" ", "_"), extra)
+    run_dir = work / "".join(c if c.isalnum() else "_" for c in name)
+    cfg = compose(net, data, args, folders, run_dir, extra)
     timer = StepTimer(args.warmup, args.steps)
     datamodule, model, trainer, _ = build(cfg, extra_callbacks=(timer,))
     trainer.fit(model, datamodule=datamodule)

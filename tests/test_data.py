@@ -64,7 +64,7 @@ def _train_batch(dm, i=0):
     """The i-th training batch as the LightningModule sees it (after the transfer hooks)."""
     for k, b in enumerate(dm.train_dataloader()):
         if k == i:
-            return dm.on_after_batch_transfer(dm.on_before_batch_transfer(b, 0), 0)
+            return dm.on_after_batch_transfer(dm.transfer_batch_to_device(b, torch.device("cpu"), 0), 0)
 
 
 def _folder_dm(root, scale=2, degradation=None, **kw):

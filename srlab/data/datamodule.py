@@ -130,10 +130,19 @@ class SRDataModule(pl.LightningDataModule):
         log.info("data: %d train images (%d patches/epoch), %d val images, LR made on the %s",
                  len(train), length, len(val), self.degrade_on)
 
-    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        if "lr" not in batch:  # a plain list survives the transfer: gray flags without a sync
-            batch["gray_flags"] = batch["gray"].tolist()
-        return batch
+    def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
+        """Tensors to the device without waiting (pinned memory); names and flags stay.
+
+        Lightning's generic transfer walks every element of every list (the 16 names) each
+        step; this is one `.to` per tensor. `gray_cpu` stays on the CPU for the degradation.
+        """
+        out = {}
+        for key, value in batch.items():
+            move = torch.is_tensor(value) and key != "gray_cpu"
+            out[key] = value.to(device, non_blocking=True) if move else value
+        if "lr" not in batch:
+            out["gray_cpu"] = batch["gray"]
+        return out
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         """Training batches of HR patches (uint8 or float) get their LR here, on the device."""
@@ -141,7 +150,7 @@ class SRDataModule(pl.LightningDataModule):
             return batch
         hr = batch["hr"]
         hr = hr.float().div_(255) if hr.dtype == torch.uint8 else hr.float()
-        gray = batch.pop("gray_flags", None)
+        gray = batch.pop("gray_cpu", None)
         if self._generator is None:
             self._generator = torch.Generator().manual_seed(self.seed)
         batch["hr"] = hr
