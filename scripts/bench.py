@@ -173,7 +173,7 @@ def loader_rate(datamodule, device, batches: int) -> float:
 def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=()) -> list[dict]:
     device = torch.device(args.device)
     if data == "folder":  # a whole PNG decoded per patch: a few batches/s, so fewer of them
-        args = argparse.Namespace(**{**vars(args), "steps": max(4, args.steps // 5),
+        args = argparse.Namespace(**{**vars(args), "steps": max(4, args.steps // 10),
                                      "warmup": max(2, args.warmup // 3),
                                      "loader_batches": max(4, args.loader_batches // 5)})
     run_dir = work / "".join(c if c.isalnum() else "_" for c in name)

@@ -120,3 +120,14 @@ def test_missing_store_is_one_line(tmp_path, make_cfg):
     with pytest.raises(SrlabError, match="srlab-prepare") as e:
         train(cfg)
     assert "\n" not in str(e.value)
+
+
+def test_crapify_tiny_patches_and_gray_batches():
+    """Blur on patches smaller than the widest kernel; all-gray batches stay gray."""
+    deg = Crapify(2, blur_prob=1.0, blur_sigma=(2.0, 2.0), noise_prob=1.0, jpeg_prob=1.0)
+    tiny = deg(torch.rand(3, 6, 6), generator=torch.Generator().manual_seed(0))
+    assert tiny.shape == (3, 3, 3) and torch.isfinite(tiny).all()
+    gray = torch.rand(4, 1, 16, 16).expand(4, 3, 16, 16)
+    out = deg.batch(gray, gray=[True] * 4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    assert (out - deg.batch(gray, generator=torch.Generator().manual_seed(1))).abs().max() == 0

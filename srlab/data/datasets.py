@@ -74,6 +74,7 @@ class PreparedImages(ImageStore):
         self.names = [e["name"] for e in self.entries]
         self.paths = [self.store_dir / e["file"] for e in self.entries]
         self.data = None
+        self._mapped: dict[int, tuple[torch.Tensor, bool]] = {}  # opened once per process
 
     @property
     def all_uint8(self) -> bool:
@@ -83,7 +84,10 @@ class PreparedImages(ImageStore):
         return int(self.entries[i]["height"]), int(self.entries[i]["width"])
 
     def get(self, i: int) -> tuple[torch.Tensor, bool]:
-        return load_image(self.store_dir, self.entries[i])
+        # Mapping a file costs an open + mmap; keep it (a mapping uses address space, not RAM).
+        if i not in self._mapped:
+            self._mapped[i] = load_image(self.store_dir, self.entries[i])
+        return self._mapped[i]
 
     def keep(self, ids: list[int]) -> PreparedImages:
         return PreparedImages(self.store_dir, [self.entries[i] for i in ids])

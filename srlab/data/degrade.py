@@ -137,44 +137,78 @@ class Crapify:
         # Always draw, so the number of draws (hence later choices) does not depend on p.
         return torch.rand((), generator=g).item() < p
 
-    def __call__(self, hr: torch.Tensor, generator: torch.Generator | None = None,
-                 gray: bool | None = None) -> torch.Tensor:
-        """One image. `gray` (all channels equal) is looked up when not given: a device sync."""
-        _check(hr, self.scale)
-        g = generator
-        gray = _is_gray(hr) if gray is None else bool(gray)
-        x = hr[None]
-        if self._chance(self.blur_prob, g):
-            sigma = max(_uniform(self.blur_sigma, g), 1e-3)
-            k = 2 * int(3 * sigma + 0.5) + 1  # covers +-3 sigma
-            sig = torch.tensor([[sigma, sigma]], dtype=x.dtype, device=x.device)
-            x = kornia.filters.gaussian_blur2d(x, (k, k), sig, border_type="reflect")
-        kernel = self.kernels[int(torch.randint(len(self.kernels), (), generator=g))]
-        x = downscale(x, self.scale, kernel).clamp_(0, 1)
-        if self._chance(self.noise_prob, g):
-            std = _uniform(self.noise_sigma, g) / 255.0
-            shape = (1, 1 if gray else 3, *x.shape[-2:])
-            # Drawn where the generator lives (CPU for seeded validation), so both paths agree.
-            dev = g.device if g is not None else x.device
-            noise = torch.randn(shape, generator=g, dtype=x.dtype, device=dev)
-            x = (x + std * noise.to(x.device, non_blocking=True)).clamp_(0, 1)
-        if self._chance(self.jpeg_prob, g):
-            q = torch.tensor([_uniform(self.jpeg_quality, g)], dtype=x.dtype, device=x.device)
-            x = kornia.enhance.jpeg_codec_differentiable(x, q)
-            if gray:  # chroma rounding can tint a gray image slightly; keep it gray
-                x = x.mean(1, keepdim=True).expand_as(x)
-        return x[0].clamp(0, 1).contiguous()
+    def _draw(self, gray: list[bool], lr_size: tuple[int, int], g: torch.Generator | None) -> dict:
+        """Every random choice of a batch, image after image, on the CPU (no device sync):
+        the same draws in the same order whether the loader calls one image at a time or
+        the data module one batch, so both paths give the same LR."""
+        p = {k: [] for k in ("blur", "sigma", "kernel", "noise", "std", "jpeg", "quality")}
+        noise = []
+        dev = g.device if g is not None else torch.device("cpu")
+        for is_gray in gray:
+            p["blur"].append(self._chance(self.blur_prob, g))
+            p["sigma"].append(max(_uniform(self.blur_sigma, g), 1e-3) if p["blur"][-1] else 1.0)
+            p["kernel"].append(int(torch.randint(len(self.kernels), (), generator=g)))
+            p["noise"].append(self._chance(self.noise_prob, g))
+            p["std"].append(_uniform(self.noise_sigma, g) / 255.0 if p["noise"][-1] else 0.0)
+            n = torch.zeros(1, *lr_size)
+            if p["noise"][-1]:  # gray images get one noise plane for all channels: they stay gray
+                n = torch.randn((1 if is_gray else 3, *lr_size), generator=g, device=dev).cpu()
+            noise.append(n.expand(3, *lr_size))
+            p["jpeg"].append(self._chance(self.jpeg_prob, g))
+            p["quality"].append(_uniform(self.jpeg_quality, g) if p["jpeg"][-1] else 100.0)
+        p["noise_map"] = torch.stack(noise)
+        return p
 
     def batch(self, hr: torch.Tensor, gray=None,
               generator: torch.Generator | None = None) -> torch.Tensor:
-        """[B,3,H,W] on any device: image by image (each draws its own blur, kernel, noise,
-        JPEG quality), in the order the loader path would. Pass `gray` (the batch's flags as
-        a list or CPU tensor) to avoid a device sync per image."""
+        """[B,3,H,W] -> [B,3,H/s,W/s] on hr's device, each image with its own blur, kernel,
+        noise and JPEG quality. Every step runs once over the whole batch (a per-image
+        choice is a mask), so a GPU does it in a few kernels. Pass `gray` (the batch's flags
+        as a list or CPU tensor); when None it is read from hr, a device sync."""
+        _check(hr[0], self.scale)
         if gray is None:
-            flags = [None] * len(hr)
+            gray = [_is_gray(x) for x in hr]
+        gray = [bool(v) for v in (gray.tolist() if torch.is_tensor(gray) else gray)]
+        lr_size = (hr.shape[-2] // self.scale, hr.shape[-1] // self.scale)
+        p = self._draw(gray, lr_size, generator)
+
+        def on_device(values, dtype=hr.dtype):  # pageable -> device without waiting for the GPU
+            return torch.tensor(values, dtype=dtype).to(hr.device, non_blocking=True)
+
+        def per_image(flags):
+            return on_device(flags, torch.bool).view(-1, 1, 1, 1)
+
+        x = hr
+        if any(p["blur"]):
+            # One kernel size for the batch: +-3 sigma of the largest sigma allowed (a wider
+            # window only adds taps of ~0 weight), per-image sigma as a [B,2] tensor.
+            k = 2 * int(3 * max(self.blur_sigma[1], 1e-3) + 0.5) + 1
+            k = min(k, 2 * min(x.shape[-2:]) - 1)  # reflect padding needs pad < size
+            sigma = on_device([[s, s] for s in p["sigma"]])
+            blurred = kornia.filters.gaussian_blur2d(x, (k, k), sigma, border_type="reflect")
+            x = torch.where(per_image(p["blur"]), blurred, x)
+        used = sorted(set(p["kernel"]))
+        if len(used) == 1:
+            x = downscale(x, self.scale, self.kernels[used[0]])
         else:
-            flags = [bool(v) for v in (gray.tolist() if torch.is_tensor(gray) else gray)]
-        return torch.stack([self(x, generator, gray=f) for x, f in zip(hr, flags)])
+            choice = on_device(p["kernel"], torch.long).view(-1, 1, 1, 1)
+            x = sum(torch.where(choice == i, downscale(x, self.scale, self.kernels[i]), 0.0) for i in used)
+        x = x.clamp(0, 1)
+        if any(p["noise"]):
+            noise = p["noise_map"].to(hr.device, hr.dtype, non_blocking=True)
+            x = (x + on_device(p["std"]).view(-1, 1, 1, 1) * noise).clamp(0, 1)
+        if any(p["jpeg"]):
+            jpeg = kornia.enhance.jpeg_codec_differentiable(x, on_device(p["quality"]))
+            # chroma rounding can tint a gray image slightly; keep gray images gray
+            jpeg = torch.where(per_image(gray), jpeg.mean(1, keepdim=True).expand_as(jpeg), jpeg)
+            x = torch.where(per_image(p["jpeg"]), jpeg, x)
+        return x.clamp(0, 1).contiguous()
+
+    def __call__(self, hr: torch.Tensor, generator: torch.Generator | None = None,
+                 gray: bool | None = None) -> torch.Tensor:
+        """One image [3,H,W]: the batch code on a batch of one."""
+        _check(hr, self.scale)
+        return self.batch(hr[None], None if gray is None else [gray], generator)[0]
 
     def __repr__(self) -> str:
         return (
