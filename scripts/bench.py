@@ -224,6 +224,8 @@ def main() -> None:
                    help="net/data pairs; net in unet, edsr; data in samples, folder, store")
     p.add_argument("--variants", default="speed.channels_last=false;speed.compile=true" if gpu else "",
                    help="';'-separated override sets, each re-run on the samples rows")
+    p.add_argument("--variant-rows", default="unet/samples,edsr/samples",
+                   help="the rows the variants are run on")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--unet-patch", type=int, default=128)
     p.add_argument("--edsr-patch", type=int, default=192 if gpu else 96,
@@ -256,9 +258,9 @@ def main() -> None:
               f"{torch.get_num_threads()} threads)",
               "torch": torch.__version__, "lightning": pl.__version__, "rows": [], "notes": notes}
     jobs = [(f"{net}/{data}", net, data, ()) for net, data in rows]
-    jobs += [(f"{net}/{data} {variant}", net, data, tuple(variant.split()))
+    jobs += [(f"{row} {variant}", *row.split("/"), tuple(variant.split()))
              for variant in args.variants.split(";") if variant
-             for net, data in rows if data == "samples"]
+             for row in args.variant_rows.split(",") if row]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     for name, net, data, extra in jobs:
         result["rows"] += run_row(name, net, data, args, folders, work, extra)
