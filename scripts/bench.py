@@ -2,8 +2,9 @@
 
 For each row, in one process and on the same device:
 - srlab: `srlab-train`'s own objects (`srlab.train.build`: the composed config, data module,
-  approach, callbacks, CSV logger, Lightning trainer), batches/s over the steps after a warm-up,
-  timed with a device sync at both ends;
+  approach, callbacks, CSV logger, Lightning trainer), batches/s over the steps after a warm-up
+  (GPU: whole window between two device syncs; CPU: the median step, robust to a busy
+  neighbour on a shared machine);
 - raw: a minimal loop on the *same net instance* (with the same speed switches), the same
   optimizer and schedule, loss, batch, patch and precision, with one batch already on the
   device: forward, loss, backward, step. The ratio srlab/raw is the framework's cost: data
@@ -29,6 +30,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -61,20 +63,27 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def rate(stamps: list[float], device: torch.device) -> float:
+    """Steps/s from the time stamps after each step. GPU: over the whole window (steps run
+    asynchronously; only the synced ends mean anything). CPU: from the median step, which a
+    busy neighbour on a shared 2-core machine cannot move the way it moves a total."""
+    if device.type == "cuda":
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    return 1.0 / float(np.median(np.diff(stamps)))
+
+
 class StepTimer(pl.Callback):
-    """Seconds for the training steps after `warmup`, with a device sync at both ends."""
+    """Time stamps of the training steps after `warmup` (device synced at both ends)."""
 
     def __init__(self, warmup: int, steps: int):
-        self.warmup, self.steps, self.t0, self.seconds = warmup, steps, None, None
+        self.warmup, self.steps, self.stamps = warmup, steps, []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step  # steps done, this one included
-        if step == self.warmup:
-            sync(pl_module.device)
-            self.t0 = time.perf_counter()
-        elif step == self.warmup + self.steps:
-            sync(pl_module.device)
-            self.seconds = time.perf_counter() - self.t0
+        if self.warmup <= step <= self.warmup + self.steps:
+            if step in (self.warmup, self.warmup + self.steps):
+                sync(pl_module.device)
+            self.stamps.append(time.perf_counter())
 
 
 def _photo_png(task: tuple) -> None:
@@ -141,11 +150,13 @@ def raw_loop(model, batch: dict, cfg, device, warmup: int, steps: int) -> float:
     for _ in range(warmup):
         step()
     sync(device)
-    t0 = time.perf_counter()
+    stamps = [time.perf_counter()]
     for _ in range(steps):
         step()
+        stamps.append(time.perf_counter())
     sync(device)
-    return steps / (time.perf_counter() - t0)
+    stamps[-1] = time.perf_counter()
+    return rate(stamps, device)
 
 
 def device_batch(datamodule, device) -> dict:
@@ -180,23 +191,26 @@ def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=())
     cfg = compose(net, data, args, folders, run_dir, extra)
     timer = StepTimer(args.warmup, args.steps)
     datamodule, model, trainer, _ = build(cfg, extra_callbacks=(timer,))
-    trainer.fit(model, datamodule=datamodule)
-    srlab = args.steps / timer.seconds
-    # Same net, same kind of batch, on the device; the trainer's workers are shut first.
-    del trainer
-    gc.collect()
+    # The raw loop runs just before and just after srlab, on the same net and one batch made
+    # by srlab's own data path; their mean cancels a drift of the machine's speed.
     model.to(device)
     batch = device_batch(datamodule, device)
-    raw = raw_loop(model, batch, cfg, device, args.warmup, args.steps)
+    raw_before = raw_loop(model, batch, cfg, device, args.warmup, args.steps)
+    trainer.fit(model, datamodule=datamodule)
+    srlab = rate(timer.stamps, device)
+    del trainer  # its loader workers go before the raw loop runs again
+    gc.collect()
+    model.to(device)
+    raw = (raw_before + raw_loop(model, batch, cfg, device, args.warmup, args.steps)) / 2
     rows = [{"name": name, "srlab_batches_per_s": round(srlab, 3), "raw_batches_per_s": round(raw, 3),
              "ratio": round(srlab / raw, 3), "steps": args.steps, "batch": args.batch, "patch": int(cfg.data.patch_size),
              "precision": str(cfg.trainer.precision), "workers": datamodule._workers(),
              "overrides": " ".join(extra)}]
     if args.loader and not extra:
-        rate = loader_rate(datamodule, device, args.loader_batches)
-        rows.append({"name": f"loader {net}/{data}", "srlab_batches_per_s": round(rate, 3),
-                     "raw_batches_per_s": round(raw, 3), "ratio": round(rate / raw, 3),
-                     "patches_per_s": round(rate * args.batch, 1),
+        data_rate = loader_rate(datamodule, device, args.loader_batches)
+        rows.append({"name": f"loader {net}/{data}", "srlab_batches_per_s": round(data_rate, 3),
+                     "raw_batches_per_s": round(raw, 3), "ratio": round(data_rate / raw, 3),
+                     "patches_per_s": round(data_rate * args.batch, 1),
                      "net_patches_per_s": round(raw * args.batch, 1),
                      "workers": datamodule._workers()})
     del model, datamodule, batch
@@ -231,7 +245,7 @@ def main() -> None:
     p.add_argument("--edsr-patch", type=int, default=192 if gpu else 96,
                    help="HR px (192 = EDSR's 48 px LR at x4); smaller on CPU to fit 10 minutes")
     p.add_argument("--warmup", type=int, default=30 if gpu else 3)
-    p.add_argument("--steps", type=int, default=200 if gpu else 12)
+    p.add_argument("--steps", type=int, default=200 if gpu else 15)
     p.add_argument("--images", type=int, default=40 if gpu else 8, help="large images in the folder")
     p.add_argument("--loader", type=int, default=1, help="also time the data path alone (0: no)")
     p.add_argument("--loader-batches", type=int, default=100 if gpu else 10)
@@ -239,6 +253,7 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     args = p.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
+    torch.set_flush_denormal(True)  # CPU: denormal activations make step times data-dependent
 
     work = Path(args.work or tempfile.mkdtemp(prefix="srlab-bench-"))
     rows = [r.split("/") for r in args.rows.split(",") if r]
@@ -268,6 +283,8 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")  # partial results survive
     print_table(result)
     print(f"wrote {args.out}")
+    if not args.work:  # the temp folder holds a few hundred MB of images and a store
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

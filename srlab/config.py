@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+import srlab.run_names  # noqa: F401  (registers ${srlab.run_name:} and ${srlab.run_group:})
 from srlab.errors import SrlabError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

@@ -58,19 +58,20 @@ def super_resolve(net: torch.nn.Module, lr: torch.Tensor, self_ensemble: bool) -
     return torch.stack(outputs).mean(dim=0)
 
 
-def load_model(cfg: DictConfig) -> tuple[torch.nn.Module, int]:
+def load_model(cfg: DictConfig) -> tuple[torch.nn.Module, int, dict | None]:
+    """(net, scale, the training config from the checkpoint or None)."""
     if cfg.get("ckpt_path"):
         from srlab.checkpoint import load_net
 
-        net, _ = load_net(cfg.ckpt_path, trust_checkpoint=bool(cfg.get("trust_checkpoint", False)))
+        net, info = load_net(cfg.ckpt_path, trust_checkpoint=bool(cfg.get("trust_checkpoint", False)))
         if cfg.get("scale") is not None and int(cfg.scale) != int(net.scale):
             raise SrlabError(f"{cfg.ckpt_path} was trained for x{net.scale}, not scale={cfg.scale}: "
                              f"drop scale= or pass scale={net.scale}")
-        return net, int(net.scale)
+        return net, int(net.scale), info.get("srlab_config")
     if cfg.get("scale") is None:
         raise SrlabError("scale is not set: without ckpt_path, pass it, e.g. scale=4")
     scale = check_scale(cfg.scale)
-    return instantiate(cfg.net), scale
+    return instantiate(cfg.net), scale, None
 
 
 def pick_channels(channels: str, net: torch.nn.Module) -> str:
@@ -104,7 +105,7 @@ def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, self_e
 def evaluate(cfg: DictConfig) -> dict:
     if not cfg.eval.sets:
         raise SrlabError("eval.sets is empty: pass folders of HR images, e.g. eval.sets=[data/Set5/HR]")
-    net, scale = load_model(cfg)
+    net, scale, train_config = load_model(cfg)
     channels = pick_channels(str(cfg.eval.get("channels", "auto")), net)
     device, _ = pick_device(str(cfg.eval.device), half=False)
     net = net.to(device).eval()
@@ -140,7 +141,7 @@ def evaluate(cfg: DictConfig) -> dict:
     write_results(rows, metrics, run_dir)
     print_table(metrics, [set_name(s) for s in cfg.eval.sets], scale, channels, run_dir)
     if cfg.get("logger"):
-        log_results(cfg, metrics, rows, crops, scale)
+        log_results(cfg, metrics, rows, crops, scale, train_config)
     return metrics
 
 

@@ -23,6 +23,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from srlab.run_names import group_of_checkpoint
+
 
 class Crops:
     """Collects, per image, the same `size` x `size` HR-pixel window of HR, bicubic and SR."""
@@ -79,18 +81,23 @@ def print_table(metrics: dict, sets: list[str], scale: int, channels: str, run_d
     console.print(f"per-image CSV and metrics.json in {run_dir}")
 
 
-def log_results(cfg: DictConfig, metrics: dict, rows: list[dict], crops: Crops | None, scale: int) -> None:
-    """Send the set means to every configured logger, and the per-image table to W&B."""
+def log_results(cfg: DictConfig, metrics: dict, rows: list[dict], crops: Crops | None, scale: int,
+                train_config: dict | None = None) -> None:
+    """Send the set means to every configured logger, and the per-image table to W&B. The
+    W&B run of a checkpoint's eval joins the group of the run that trained it."""
+    group = None
     if cfg.get("ckpt_path"):  # <run>/checkpoints/best.ckpt -> eval_<run>_best_x4
         ckpt = Path(cfg.ckpt_path)
         run_name = f"eval_{ckpt.parent.parent.name}_{ckpt.stem}_x{scale}"
+        group = group_of_checkpoint(ckpt, train_config)
     else:
         run_name = f"eval_bicubic_x{scale}"
     for logger_cfg in cfg.logger.values():
         if not logger_cfg or "_target_" not in logger_cfg:
             continue
         is_wandb = logger_cfg._target_.endswith("WandbLogger")
-        logger = instantiate(logger_cfg, **({"name": run_name, "job_type": "eval"} if is_wandb else {}))
+        extra = {"name": run_name, "job_type": "eval", **({"group": group} if group else {})}
+        logger = instantiate(logger_cfg, **(extra if is_wandb else {}))
         logger.log_metrics({f"eval/{k}": v for k, v in metrics.items()})
         if is_wandb:
             logger.experiment.log({"eval/images": wandb_table(rows, crops), **wandb_panels(rows, crops)})

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import WandbLogger
 from rich.console import Console
 from rich.table import Table
 
@@ -73,28 +74,39 @@ def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     return datamodule, model, trainer, loggers
 
 
+def finish_loggers(loggers: list, status: str) -> None:
+    """Close this job's logger runs. A W&B run left open would swallow the next job of a
+    multirun or Optuna study in this process (Lightning reuses a run in progress)."""
+    for logger in loggers:
+        logger.finalize(status)
+        if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
+            logger.experiment.finish(exit_code=0 if status == "success" else 1)
+
+
 def train(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.output_dir)
     datamodule, model, trainer, loggers = build(cfg)
     net = model.net
+    status = "failed"
+    try:
+        start = time.perf_counter()
+        if any(p.requires_grad for p in net.parameters()):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        else:
+            log.info("net %s has no trainable parameters: validating only", type(net).__name__)
+        seconds = time.perf_counter() - start
 
-    start = time.perf_counter()
-    if any(p.requires_grad for p in net.parameters()):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    else:
-        log.info("net %s has no trainable parameters: validating only", type(net).__name__)
-    seconds = time.perf_counter() - start
-
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    results = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-    metrics = {k: float(v) for k, v in results[0].items() if k.startswith("val/")}
-    metrics.update({"train/steps": int(trainer.global_step), "train/seconds": round(seconds, 1)})
-    if trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        print_summary(metrics, run_dir)
-    for logger in loggers:
-        logger.finalize("success")
-    return metrics
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        results = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        metrics = {k: float(v) for k, v in results[0].items() if k.startswith("val/")}
+        metrics.update({"train/steps": int(trainer.global_step), "train/seconds": round(seconds, 1)})
+        if trainer.is_global_zero:
+            (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+            print_summary(metrics, run_dir)
+        status = "success"
+        return metrics
+    finally:
+        finish_loggers(loggers, status)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
