@@ -2,10 +2,10 @@
 
 A sweep's runs must be told apart at a glance and kept together: a run is named after what
 makes it differ, and grouped by the directory it (or its sweep) lives in.
-- name: the job's overrides that the sweep varies (`loss=l1,scale=2`), read from the sweep's
-  own `multirun.yaml` (the command line as typed, sweep syntax included, and an Optuna
-  search space under hydra.sweeper.params), so it works with any launcher, in the job's own
-  process or on a cluster node. A single run: its command-line overrides minus plumbing
+- name: the job's overrides that the sweep varies (`loss=l1,scale=2`): keys with sweep syntax
+  in the sweep's `multirun.yaml` (the command line as typed; Hydra's basic sweeper writes it
+  before the first job) and the keys of a search space (`hydra.sweeper.params`: Optuna), so
+  it works with any launcher, in the job's own process or on a cluster node. A single run: its command-line overrides minus plumbing
   (logger, callbacks, paths, hydra). No overrides: the experiment's name, else a default.
 - group: the sweep directory for a multirun or Optuna study, the run directory otherwise, so
   `srlab-eval` of a checkpoint can join its training run's group (`group_of_checkpoint`).
@@ -39,17 +39,19 @@ def _multirun(hc) -> bool:
     return hc.mode == RunMode.MULTIRUN
 
 
-def swept_keys(multirun_yaml: Path) -> set[str]:
-    """Keys a sweep varies: sweep syntax on its command line, plus the sweeper's params."""
+def swept_keys(sweep_dir: Path, hydra_cfg=None) -> set[str]:
+    """Keys a sweep varies: sweep syntax on its command line (`<sweep_dir>/multirun.yaml`),
+    plus the search space of the sweeper (`hydra_cfg.sweeper.params`, the job's own copy)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if not multirun_yaml.is_file():
-        return set()
-    cfg = OmegaConf.load(multirun_yaml)
-    typed = list(OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or [])
-    keys = {o.key_or_group for o in OverridesParser.create().parse_overrides(typed) if o.is_sweep_override()}
-    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
-    return keys | {str(k) for k in params}
+    keys: set[str] = set()
+    if (Path(sweep_dir) / "multirun.yaml").is_file():
+        cfg = OmegaConf.load(Path(sweep_dir) / "multirun.yaml")
+        typed = list(OmegaConf.select(cfg, "hydra.overrides.task", default=[]) or [])
+        parsed = OverridesParser.create().parse_overrides(typed)
+        keys |= {o.key_or_group for o in parsed if o.is_sweep_override()}
+    params = OmegaConf.select(hydra_cfg, "sweeper.params", default=None) if hydra_cfg is not None else None
+    return keys | {str(k) for k in (params or {})}
 
 
 def run_name(default: str = "run") -> str:
@@ -58,7 +60,7 @@ def run_name(default: str = "run") -> str:
         return default
     overrides = [o for o in hc.overrides.task if not _key(o).startswith(PLUMBING)]
     if _multirun(hc):
-        swept = swept_keys(Path(hc.sweep.dir) / "multirun.yaml")
+        swept = swept_keys(Path(hc.sweep.dir), hc)
         overrides = [o for o in overrides if _key(o) in swept] or overrides
     name = ",".join(o.lstrip("+") for o in overrides)
     if not name:

@@ -32,6 +32,13 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
     assert best["best_value"] == pytest.approx(max(m["val/psnr_y"] for m in trials.values()), abs=1e-4)
     assert set(best["best_params"]) == {"approach.optimizer.lr", "net.channels", "loss"}
     assert 1e-4 <= best["best_params"]["approach.optimizer.lr"] <= 3e-3
+    # W&B run names of the trials are made of the keys the study varies (srlab/run_names.py)
+    from srlab.run_names import swept_keys
+
+    from omegaconf import OmegaConf
+
+    job_hydra = OmegaConf.load(out / "0" / ".hydra" / "hydra.yaml").hydra
+    assert swept_keys(out, job_hydra) == {"approach.optimizer.lr", "net.channels", "loss"}
 
 
 def test_multirun_grid_gives_one_run_per_combination(tmp_path):
