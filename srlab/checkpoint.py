@@ -2,7 +2,8 @@
 
 Two inputs, one result `(net in eval mode, info)`:
 - a training checkpoint (Lightning `.ckpt` from srlab-train): `state_dict` with the net's
-  weights under the prefix "net." and `srlab_config`, the resolved training config, whose
+  weights under the prefix "net." (and their EMA under "ema.module.", preferred when there)
+  and `srlab_config`, the resolved training config, whose
   `net` entry (a `_target_` dict) rebuilds the net;
 - an exported inference file (srlab-export, format "srlab-net/1"): `net_config`, `scale`
   and the bare net `state_dict`, nothing else.
@@ -110,7 +111,10 @@ def _net_parts(obj, path: Path) -> tuple[dict, dict, dict | None, str]:
     if not isinstance(obj.get("state_dict"), dict) or not isinstance(cfg, dict) or not isinstance(cfg.get("net"), dict):
         raise SrlabError(f"checkpoint {path} has no srlab_config/state_dict: it was not written by "
                          "srlab-train; pass a .ckpt from an srlab run directory")
-    state_dict = {k[4:]: v for k, v in obj["state_dict"].items() if k.startswith("net.")}
+    # The averaged weights when the run kept an EMA (srlab/ema.py): what was validated.
+    weights = obj["state_dict"]
+    prefix = "ema.module." if any(k.startswith("ema.module.") for k in weights) else "net."
+    state_dict = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
     return cfg["net"], state_dict, cfg, "checkpoint"
 
 

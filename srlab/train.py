@@ -57,11 +57,14 @@ def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.net)
+    model = instantiate(cfg.approach, net=net, loss=instantiate(cfg.loss))
+    # After the approach exists: its EMA copy (if any) gets channels_last, only `net` compiles.
     on_gpu = trains_on_gpu(cfg.trainer)
     speed = cfg.get("speed") or {}
-    apply_speed_switches(net, resolve(speed.get("channels_last", False), on_gpu),
-                         resolve(speed.get("compile", False), on_gpu))
-    model = instantiate(cfg.approach, net=net, loss=instantiate(cfg.loss))
+    channels_last = resolve(speed.get("channels_last", False), on_gpu)
+    apply_speed_switches(net, channels_last, resolve(speed.get("compile", False), on_gpu))
+    if getattr(model, "ema", None) is not None:
+        apply_speed_switches(model.ema.module, channels_last, False)
     # The resolved config rides in every checkpoint: srlab-eval/upscale rebuild the net from it.
     model.srlab_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))

@@ -8,28 +8,44 @@ images the sample-panel callback draws. The net is always the attribute `net`, s
 weights sit under "net." in every checkpoint, which is what srlab-eval / srlab-upscale load;
 `srlab_config` (the resolved training config) rides along to rebuild it.
 """
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from srlab.ema import EMA
+from srlab.errors import SrlabError
 from srlab.imresize import imresize
 from srlab.losses.mix import LossMix
 from srlab.metrics import SRMetrics
 
 
 class SRApproach(pl.LightningModule):
-    def __init__(self, net: nn.Module, loss: LossMix, scale: int = 4):
+    def __init__(self, net: nn.Module, loss: LossMix, scale: int = 4, ema: Mapping | None = None):
         super().__init__()
         self.net = net
         self.loss = loss
         self.scale = int(scale)
         self.val_sr = SRMetrics(border=self.scale)
         self.val_bicubic = SRMetrics(border=self.scale)
+        decay = float((ema or {}).get("decay", 0.0) or 0.0)
+        if not 0.0 <= decay < 1.0:
+            raise SrlabError(f"approach.ema.decay={decay}: use 0 (off) or a value in (0, 1), e.g. 0.999")
+        # Averaged weights (srlab/ema.py), under "ema.module." in checkpoints; None when off.
+        self.ema = EMA(net, decay) if decay > 0 else None
+
+    @property
+    def eval_net(self) -> nn.Module:
+        """The weights that are validated, checkpointed as best and used for inference."""
+        return self.ema.module if self.ema is not None else self.net
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        return self.net(lr)
+        return self.eval_net(lr)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.ema is not None:
+            self.ema.update(self.net)
 
     def train_logs_due(self) -> bool:
         """Will on-step values logged now reach a logger? Lightning writes them only every
@@ -56,7 +72,7 @@ class SRApproach(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         lr, hr = batch["lr"], batch["hr"]
-        sr = self.net(lr)
+        sr = self.eval_net(lr)
         total, terms = self.loss(sr, hr)
         self.log_loss("val", total, terms, hr.shape[0])
         bicubic = imresize(lr, scale=self.scale)

@@ -44,8 +44,9 @@ class GanSR(SRApproach):
         warmup_steps: int = 0,
         init_from: str | None = None,
         scale: int = 4,
+        ema: dict | None = None,
     ):
-        super().__init__(net, loss, scale)
+        super().__init__(net, loss, scale, ema)
         self.automatic_optimization = False
         self.critic = critic
         self.adversarial = adversarial

@@ -23,8 +23,9 @@ class RegressionSR(SRApproach):
         scheduler: Callable | None = None,
         scheduler_interval: str = "step",
         scale: int = 4,
+        ema: dict | None = None,
     ):
-        super().__init__(net, loss, scale)
+        super().__init__(net, loss, scale, ema)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval

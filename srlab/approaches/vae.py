@@ -36,11 +36,12 @@ class VaeSR(RegressionSR):
         kl_weight: float = 1e-3,
         kl_warmup_steps: int = 0,
         scale: int = 4,
+        ema: dict | None = None,
     ):
         if not hasattr(net, "encode"):
             raise SrlabError(f"approach=vae needs a net with a posterior encoder (net=cvae_unet), "
                              f"not {type(net).__name__}")
-        super().__init__(net, loss, optimizer, scheduler, scheduler_interval, scale)  # one optimizer, as regression
+        super().__init__(net, loss, optimizer, scheduler, scheduler_interval, scale, ema)  # one optimizer, as regression
         self.val_posterior = SRMetrics(border=self.scale)
         self.kl_weight = float(kl_weight)
         self.kl_warmup_steps = int(kl_warmup_steps)
@@ -50,9 +51,10 @@ class VaeSR(RegressionSR):
             return self.kl_weight
         return self.kl_weight * min(1.0, self.global_step / self.kl_warmup_steps)
 
-    def kl(self, lr: torch.Tensor, hr: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (z, KL per HR value) from the posterior; z = mu when not sampling."""
-        mu, logvar = self.net.encode(lr, hr)
+    def kl(self, lr: torch.Tensor, hr: torch.Tensor, sample: bool, net=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (z, KL per HR value) from `net`'s (default: the trained net's) posterior; z = mu
+        when not sampling."""
+        mu, logvar = (net or self.net).encode(lr, hr)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
         return z, gaussian_kl(mu, logvar, per_values=hr[0].numel())
 
@@ -75,11 +77,11 @@ class VaeSR(RegressionSR):
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         out = super().validation_step(batch, batch_idx)
-        mu, kl = self.kl(batch["lr"], batch["hr"], sample=False)
+        mu, kl = self.kl(batch["lr"], batch["hr"], sample=False, net=self.eval_net)
         self.log("val/kl", kl, on_step=False, on_epoch=True, batch_size=batch["hr"].shape[0], sync_dist=True)
         # SR from the posterior mean, i.e. with the HR image's own latent: an upper bound that
         # shows how much HR detail z carries (equal to val/psnr_y: z is unused)
-        self.val_posterior.update(self.net(batch["lr"], mu), batch["hr"], batch.get("gray"))
+        self.val_posterior.update(self.eval_net(batch["lr"], mu), batch["hr"], batch.get("gray"))
         return out
 
     def on_validation_epoch_end(self) -> None:
