@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Multi-node training under SLURM: one task per GPU; Lightning reads the SLURM environment.
+# One training run (1..N nodes, DDP) as a plain batch job: sbatch returns at once and nothing
+# waits on a login node. For a sweep of many runs use the launcher: srlab-train -m hydra/launcher=slurm ...
+# (configs/hydra/launcher/slurm.yaml). One task per GPU; Lightning reads the SLURM environment.
 #   sbatch scripts/slurm_train.sh experiment=unet data=folder data.train_dir=/data/DIV2K/train
 #SBATCH --job-name=srlab
 #SBATCH --nodes=2
@@ -9,4 +11,5 @@
 #SBATCH --time=24:00:00
 set -euo pipefail
 cd "$(dirname "$0")/.."
-srun .venv/bin/srlab-train trainer=multinode "$@"
+# One run directory for all ranks (each srun task would otherwise stamp its own ${now:...}).
+srun .venv/bin/srlab-train trainer=multinode 'hydra.run.dir=${paths.log_dir}/${task_name}/runs/slurm_'"$SLURM_JOB_ID" "$@"

@@ -5,7 +5,10 @@ validation (`samples/step<N>_<name>.png`) and sends them to W&B / TensorBoard.
 `CheckpointOnException` writes `last.ckpt` when training dies (Ctrl-C, a corrupt image),
 so a crash costs at most the steps since the last save — never the whole run.
 `ProgressBar` is Lightning's Rich bar, redrawn every few batches instead of every batch.
+`ValHistory` keeps the run's own val curve (`val_history.csv`) whatever the logger, so
+`srlab-compare` can plot runs offline.
 """
+import csv
 import time
 from pathlib import Path
 
@@ -72,3 +75,58 @@ class CheckpointOnException(pl.Callback):
         trainer.save_checkpoint(self.dirpath / "last.ckpt")
         print(f"training stopped ({type(exception).__name__}): saved {self.dirpath / 'last.ckpt'} "
               f"at step {trainer.global_step}; resume with ckpt_path=<that file>")
+
+
+class ValHistory(pl.Callback):
+    """Appends `step, val/...` to `val_history.csv` after each validation of the fit.
+
+    Loggers differ (W&B offline files, TensorBoard events, none at all); this file is the
+    one metric history every run directory has, read by `srlab-compare`. Only validations
+    during `fit` are recorded: the final `trainer.validate` of the best checkpoint goes to
+    `metrics.json` and would put a second point at an earlier or equal step.
+
+    A metric key first logged after the first row (an approach that adds one later) makes
+    the file be rewritten with the union of columns, older rows blank there: the file holds
+    one row per validation, so rewriting it is cheap, nothing is dropped, and every reader
+    sees one consistent header. Columns are `step` then the `val/*` keys, sorted.
+    """
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self._columns: list[str] | None = None
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not trainer.is_global_zero or trainer.state.fn != "fit":
+            return
+        row = {"step": int(trainer.global_step)}
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith("val/") and (not torch.is_tensor(value) or value.numel() == 1):
+                row[key] = float(value)
+        if self._columns is None:  # a resumed run in the same directory extends its own file
+            self._columns = self._read_header()
+        new = sorted(set(row) - set(self._columns or []) - {"step"})
+        if self._columns is None or new:
+            self._columns = ["step"] + sorted(set(self._columns or []) - {"step"} | set(new))
+            self._rewrite(row)
+        else:
+            with self.path.open("a", newline="") as f:
+                csv.DictWriter(f, self._columns, restval="").writerow(row)
+
+    def _read_header(self) -> list[str] | None:
+        if not self.path.is_file():
+            return None
+        with self.path.open(newline="") as f:
+            return next(csv.reader(f), None) or None
+
+    def _rewrite(self, row: dict) -> None:
+        rows = []
+        if self.path.is_file():
+            with self.path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".csv.tmp")  # never leave a half-written history behind
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, self._columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows + [row])
+        tmp.replace(self.path)

@@ -4,7 +4,11 @@ Hydra wraps exceptions raised while instantiating (`InstantiationException`), Da
 workers re-raise with the worker's traceback inside the message; both would bury the one
 sentence the user needs. `user_errors` digs the `SrlabError` (or a missing `???` value) out,
 prints `error: <message>` and exits 1 — no traceback, no hang.
+The same line (or, for a bug, the traceback) also goes into the run's log file (Hydra's
+`<job>.log`): the run directory then says why it stopped, and `srlab-compare` can tell a
+failed run from an unfinished one.
 """
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +39,15 @@ def user_error_message(exc: BaseException) -> str:
     return message.splitlines()[0] if message else type(exc).__name__
 
 
+def log_to_files(message: str, exc: BaseException | None = None) -> None:
+    """Write to the log files only (Hydra's file handler): the console has its own line."""
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    record = logging.LogRecord("srlab", logging.ERROR, __file__, 0, message, None, exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     try:
@@ -42,6 +55,9 @@ def user_errors() -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - re-raised unless it is the user's to fix
         user_exc = _find_user_error(exc)
         if user_exc is None:
+            log_to_files(f"stopped by {type(exc).__name__}", exc)  # Hydra prints it to the console
             raise
-        print(f"error: {user_error_message(user_exc)}", file=sys.stderr, flush=True)
+        message = f"error: {user_error_message(user_exc)}"
+        log_to_files(message)
+        print(message, file=sys.stderr, flush=True)
         sys.exit(1)
