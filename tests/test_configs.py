@@ -9,7 +9,8 @@ from hydra.utils import instantiate
 from srlab.config import CONFIG_DIR, validate_train_config
 from srlab.errors import SrlabError
 
-GROUPS = ["approach", "net", "loss", "data", "degradation", "trainer", "logger", "callbacks", "experiment", "debug"]
+GROUPS = ["approach", "net", "loss", "data", "degradation", "trainer", "logger", "callbacks", "experiment", "debug",
+          "lr_schedule"]
 
 
 def options(group: str) -> list[str]:
@@ -41,6 +42,10 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
         model = instantiate(cfg.approach, net=net, loss=instantiate(cfg.loss))
         lr = torch.rand(1, 3, 8, 8)
         assert model(lr).shape == (1, 3, 8 * cfg.scale, 8 * cfg.scale)
+    elif group == "lr_schedule":
+        opt = instantiate(cfg.approach.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])
+        scheduler = instantiate(cfg.approach.scheduler)(optimizer=opt)
+        assert type(scheduler).__name__.lower().startswith(option.replace("cosine", "cosineannealing"))
     elif group == "data":
         assert instantiate(cfg.data).scale == cfg.scale
     elif group == "degradation":
