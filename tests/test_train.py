@@ -116,3 +116,19 @@ def test_empty_data_folder_fails_with_one_line_naming_it(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 1
     assert str(empty) in res.stderr.strip().splitlines()[-1] and "Traceback" not in res.stderr
+
+
+def test_last_checkpoint_is_the_latest_state_not_the_best(make_cfg):
+    """last.ckpt follows every validation; best.ckpt only improvements. With lr=0 every
+    validation scores the same, so best stays at the first one while last moves on."""
+    from pathlib import Path
+
+    from srlab.train import train as run
+
+    cfg = make_cfg(["trainer.max_steps=6", "trainer.val_check_interval=2", "approach.optimizer.lr=0.0",
+                    "lr_schedule=constant"])
+    run(cfg)
+    ckpts = Path(cfg.paths.output_dir) / "checkpoints"
+    steps = {f: torch.load(ckpts / f"{f}.ckpt", map_location="cpu", weights_only=False)["global_step"]
+             for f in ("best", "last")}
+    assert steps == {"best": 2, "last": 6}
