@@ -58,7 +58,9 @@ class ProgressBar(pl.callbacks.RichProgressBar):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         now = time.monotonic()
-        if now - self._last >= self.min_interval_s or batch_idx + 1 == self.total_train_batches:
+        last = batch_idx + 1 == self.total_train_batches or (
+            trainer is not None and 0 < trainer.max_steps <= trainer.global_step)
+        if now - self._last >= self.min_interval_s or last:
             self._last = now
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
