@@ -204,11 +204,11 @@ def test_folder_split_deterministic_and_disjoint(hr_folder, tmp_path):
 
 
 def test_samples_split_holds_out_val():
-    dm = SamplesDataModule(val_names=["chelsea", "camera", "clock"],
+    dm = SamplesDataModule(val_names=["chelsea", "camera", "coins"],
                            degradation=BicubicDegradation(4), scale=4, num_workers=0)
     dm.setup("fit")
     train, val = dm.train_set.store.names, dm.val_set.store.names
-    assert val == ["chelsea", "camera", "clock"] and not set(train) & set(val)
+    assert val == ["chelsea", "camera", "coins"] and not set(train) & set(val)
     assert sorted(train + val) == sorted(SAMPLES)
     b = _train_batch(dm)
     assert b["hr"].shape == (16, 3, 128, 128) and b["lr"].shape == (16, 3, 32, 32)

@@ -186,7 +186,7 @@ class SRDataModule(pl.LightningDataModule):
 class SamplesDataModule(SRDataModule):
     """scikit-image's bundled photos; `val_names` are held out for validation."""
 
-    def __init__(self, val_names: list[str] = ("chelsea", "camera", "clock"), **kw):
+    def __init__(self, val_names: list[str] = ("chelsea", "camera", "coins"), **kw):
         super().__init__(**kw)
         self.val_names = list(val_names)
 
