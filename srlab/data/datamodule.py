@@ -34,6 +34,7 @@ from srlab.data.datasets import (
     TrainPatches,
     UnpaddedDistributedSampler,
     ValImages,
+    usable,
 )
 from srlab.data.sources import folder_items, folder_split, hashed_split, sample_split
 from srlab.errors import SrlabError
@@ -101,18 +102,19 @@ class SRDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         train, val = self._stores()
-        small = [i for i in range(len(train)) if min(train.size(i)) < self.patch_size]
-        if small:
-            log.warning(
-                "skipped %d of %d training images smaller than the %d px patch (e.g. %s)",
-                len(small), len(train), self.patch_size, train.paths[small[0]],
-            )
-        if len(small) == len(train):
+        n_train = len(train)
+        train = usable(train, self.patch_size, "training")
+        if len(train) == 0:
             raise SrlabError(
-                f"no training image is at least data.patch_size={self.patch_size} px on its "
-                f"short side (e.g. {train.paths[0]}); lower data.patch_size or use larger images"
+                f"none of the {n_train} training image(s) is usable: each is unreadable or smaller "
+                f"than data.patch_size={self.patch_size} px (see the warnings above); lower "
+                "data.patch_size or fix the images"
             )
-        train = train.keep(sorted(set(range(len(train))) - set(small)))
+        # Val images are decoded here once (they are few): a broken one is skipped now, not
+        # met at every validation; val needs at least 1 px more than nothing: the scale.
+        val = usable(val, self.scale, "val", decode=val.data is None and not isinstance(val, PreparedImages))
+        if len(val) == 0:
+            raise SrlabError("no usable val image (see the warnings above): fix them or set data.val_dir")
         world, rank, _ = self._world()
         if world > 1 and len(val) < world:  # else a rank gets no val batch and DDP dies in gloo/NCCL
             raise SrlabError(
@@ -207,8 +209,14 @@ class FolderDataModule(SRDataModule):
     def _stores(self):
         train, val = folder_split(self.train_dir, self.val_dir, self.val_fraction)
         train = ImageStore(train, self.cache)
-        if not self.cache and len(train):
-            h, w = train.size(0)
+        sizes = []
+        for i in range(min(3, len(train))):  # a look at the first few headers; broken ones: later
+            try:
+                sizes.append(train.size(i))
+            except SrlabError:
+                pass
+        if not self.cache and sizes:
+            h, w = max(sizes)
             if h * w > 16 * self.patch_size**2:  # e.g. DIV2K: 75x the pixels of a 192 px patch
                 log.warning(
                     "data=folder decodes a whole %dx%d image for every %d px patch; to keep a GPU "

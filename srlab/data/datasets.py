@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -19,7 +20,10 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from srlab.data.images import image_size, read_image
+from srlab.errors import SrlabError
 from srlab.data.prepared import load_image, to_float
+
+log = logging.getLogger(__name__)
 
 
 class ImageStore:
@@ -30,15 +34,21 @@ class ImageStore:
     """
 
     def __init__(self, items: list[tuple[str, os.PathLike]], preload: bool = False):
-        self.names = [n for n, _ in items]
-        self.paths = [p for _, p in items]
         self.data = None
         if preload:
-            self.data = []
-            for p in self.paths:
-                img, gray = read_image(p)
+            kept, self.data = [], []
+            for name, p in items:
+                try:
+                    img, gray = read_image(p)
+                except SrlabError as e:  # one bad file must not stop a run on the others
+                    log.warning("skipped %s", e)
+                    continue
                 img = img[:1] if gray else img  # gray kept as 1 channel, expanded on use
                 self.data.append((img.mul(255).round().to(torch.uint8), gray))
+                kept.append((name, p))
+            items = kept
+        self.names = [n for n, _ in items]
+        self.paths = [p for _, p in items]
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -60,6 +70,24 @@ class ImageStore:
         out.names, out.paths = [self.names[i] for i in ids], [self.paths[i] for i in ids]
         out.data = [self.data[i] for i in ids] if self.data else None
         return out
+
+
+def usable(store: ImageStore, min_size: int, what: str, decode: bool = False) -> ImageStore:
+    """The images of `store` that open (`decode`: that decode entirely) and are at least
+    `min_size` px on their short side; one warning per skipped file, here, once per run."""
+    keep = []
+    for i in range(len(store)):
+        try:
+            size = store.get(i)[0].shape[-2:] if decode else store.size(i)
+        except SrlabError as e:
+            log.warning("skipped %s image: %s", what, e)
+            continue
+        if min(size) < min_size:
+            log.warning("skipped %s image %s: %dx%d px, smaller than the %d px patch",
+                        what, store.paths[i], size[1], size[0], min_size)
+            continue
+        keep.append(i)
+    return store.keep(keep)
 
 
 class PreparedImages(ImageStore):
@@ -106,9 +134,23 @@ class TrainPatches(Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def _read(self, k: int) -> tuple[int, torch.Tensor, bool]:
+        """Image k, or the next readable one: a file that breaks during training (truncated,
+        replaced, unmounted) is skipped with one warning per loader process, never a crash."""
+        bad = self.__dict__.setdefault("_bad", set())
+        for j in [(k + step) % len(self.store) for step in range(len(self.store))]:
+            if j in bad:
+                continue
+            try:
+                return (j, *self.store.get(j))
+            except SrlabError as e:
+                bad.add(j)
+                log.warning("skipped training image (unreadable now): %s", e)
+        raise SrlabError(f"no training image is readable any more (e.g. {self.store.paths[k]}); "
+                         "check the data folder")
+
     def __getitem__(self, i: int) -> dict:
-        k = i % len(self.store)
-        img, gray = self.store.get(k)
+        k, img, gray = self._read(i % len(self.store))
         p = self.patch_size
         top = int(torch.randint(img.shape[-2] - p + 1, ()))
         left = int(torch.randint(img.shape[-1] - p + 1, ()))
