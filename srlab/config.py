@@ -65,8 +65,25 @@ def check_scale(scale) -> int:
     return int(scale)
 
 
+def check_resume_checkpoint(path) -> None:
+    """ckpt_path must be a whole checkpoint file. torch.save writes a zip archive whose index
+    sits at its end, so a missing, truncated (killed during a copy) or foreign file is caught
+    here in one line, before anything is built, instead of as a traceback after setup."""
+    import zipfile
+
+    file = Path(str(path)).expanduser()
+    if not file.is_file():
+        raise SrlabError(f"ckpt_path={path} does not exist: pass a checkpoint of a run, e.g. "
+                         "outputs/train/runs/<run>/checkpoints/last.ckpt")
+    if not zipfile.is_zipfile(file):
+        raise SrlabError(f"ckpt_path={path} is not a readable checkpoint (truncated, or not written "
+                         "by srlab-train): resume from another one, e.g. the run's best.ckpt")
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Fail fast, in one line, on values that would only break deep inside training."""
+    if cfg.get("ckpt_path"):
+        check_resume_checkpoint(cfg.ckpt_path)
     scale = check_scale(cfg.get("scale"))
     patch = cfg.data.get("patch_size") if "data" in cfg else None
     if patch is not None and (patch <= 0 or patch % scale != 0):

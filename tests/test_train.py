@@ -132,3 +132,20 @@ def test_last_checkpoint_is_the_latest_state_not_the_best(make_cfg):
     steps = {f: torch.load(ckpts / f"{f}.ckpt", map_location="cpu", weights_only=False)["global_step"]
              for f in ("best", "last")}
     assert steps == {"best": 2, "last": 6}
+
+
+@pytest.mark.parametrize("content", [None, b"garbage", "truncated"])
+def test_bad_resume_checkpoint_is_one_line(trained, tmp_path, content):
+    """A missing, foreign or truncated ckpt_path stops before anything is built, in one line."""
+    bad = tmp_path / "bad.ckpt"
+    if content == "truncated":
+        whole = (trained[0] / "checkpoints" / "last.ckpt").read_bytes()
+        bad.write_bytes(whole[: len(whole) // 2])
+    elif content is not None:
+        bad.write_bytes(content)
+    run_dir = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "srlab.train", *FAST, f"ckpt_path={bad}",
+                          f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=120)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 1 and lines == [lines[-1]] and lines[-1].startswith("error: ckpt_path=")
+    assert not (run_dir / "checkpoints").exists()
