@@ -159,10 +159,13 @@ def raw_loop(model, batch: dict, cfg, device, warmup: int, steps: int) -> float:
     return rate(stamps, device)
 
 
+def on_device(datamodule, batch: dict, device) -> dict:
+    """A loader batch as the approach sees it: transferred, LR made on the device."""
+    return datamodule.on_after_batch_transfer(datamodule.transfer_batch_to_device(batch, device, 0), 0)
+
+
 def device_batch(datamodule, device) -> dict:
-    """One training batch as the approach sees it: transferred, LR made on the device."""
-    b = datamodule.transfer_batch_to_device(next(iter(datamodule.train_dataloader())), device, 0)
-    return datamodule.on_after_batch_transfer(b, 0)
+    return on_device(datamodule, next(iter(datamodule.train_dataloader())), device)
 
 
 def loader_rate(datamodule, device, batches: int) -> float:
@@ -173,8 +176,7 @@ def loader_rate(datamodule, device, batches: int) -> float:
     sync(device)
     t0 = time.perf_counter()
     for _ in range(batches):
-        b = datamodule.transfer_batch_to_device(next(it), device, 0)
-        datamodule.on_after_batch_transfer(b, 0)
+        on_device(datamodule, next(it), device)
     sync(device)
     rate = batches / (time.perf_counter() - t0)
     del it

@@ -45,3 +45,18 @@ def apply_speed_switches(net: nn.Module, channels_last: bool = False, compile: b
     if compile:
         net.compile()
     return net
+
+
+def trains_on_gpu(trainer_cfg) -> bool:
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+
+
+def apply_speed_config(model: nn.Module, speed_cfg, trainer_cfg) -> None:
+    """`speed.*` of the config on an approach, once it exists: its EMA copy (if any) gets
+    channels_last too; only the trained `net` is compiled."""
+    on_gpu = trains_on_gpu(trainer_cfg)
+    channels_last = resolve(speed_cfg.get("channels_last", False), on_gpu)
+    apply_speed_switches(model.net, channels_last, resolve(speed_cfg.get("compile", False), on_gpu))
+    if getattr(model, "ema", None) is not None:
+        apply_speed_switches(model.ema.module, channels_last, False)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
@@ -22,7 +21,7 @@ from rich.table import Table
 
 from srlab.cli import user_errors
 from srlab.config import CONFIG_DIR, validate_train_config
-from srlab.speed import apply_speed_switches, resolve
+from srlab.speed import apply_speed_config
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +44,6 @@ def print_summary(metrics: dict, run_dir: Path) -> None:
     console.print(f"steps {metrics['train/steps']}, {metrics['train/seconds']:.0f} s; run directory: {run_dir}")
 
 
-def trains_on_gpu(trainer_cfg: DictConfig) -> bool:
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
-
-
 def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     """(datamodule, model, trainer, loggers) from a composed config: what `train` runs, and
     what `make bench` times against a hand-written loop."""
@@ -58,13 +52,7 @@ def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.net)
     model = instantiate(cfg.approach, net=net, loss=instantiate(cfg.loss))
-    # After the approach exists: its EMA copy (if any) gets channels_last, only `net` compiles.
-    on_gpu = trains_on_gpu(cfg.trainer)
-    speed = cfg.get("speed") or {}
-    channels_last = resolve(speed.get("channels_last", False), on_gpu)
-    apply_speed_switches(net, channels_last, resolve(speed.get("compile", False), on_gpu))
-    if getattr(model, "ema", None) is not None:
-        apply_speed_switches(model.ema.module, channels_last, False)
+    apply_speed_config(model, cfg.get("speed") or {}, cfg.trainer)
     # The resolved config rides in every checkpoint: srlab-eval/upscale rebuild the net from it.
     model.srlab_config = OmegaConf.to_container(cfg, resolve=True)
     loggers = instantiate_group(cfg.get("logger"))

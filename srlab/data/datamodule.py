@@ -112,7 +112,7 @@ class SRDataModule(pl.LightningDataModule):
             )
         # Val images are decoded here once (they are few): a broken one is skipped now, not
         # met at every validation; val needs at least 1 px more than nothing: the scale.
-        val = usable(val, self.scale, "val", decode=val.data is None and not isinstance(val, PreparedImages))
+        val = usable(val, self.scale, "val", decode=True)
         if len(val) == 0:
             raise SrlabError("no usable val image (see the warnings above): fix them or set data.val_dir")
         world, rank, _ = self._world()

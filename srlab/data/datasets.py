@@ -130,6 +130,7 @@ class TrainPatches(Dataset):
         # Without a degradation (device path) HR patches travel as uint8 when all sources are
         # 8-bit, else as float32 (a batch must have one dtype; 16-bit keeps its precision).
         self.raw_uint8 = degradation is None and store.all_uint8
+        self.unreadable: set[int] = set()  # per loader process: each warns once per file
 
     def __len__(self) -> int:
         return self.length
@@ -137,14 +138,15 @@ class TrainPatches(Dataset):
     def _read(self, k: int) -> tuple[int, torch.Tensor, bool]:
         """Image k, or the next readable one: a file that breaks during training (truncated,
         replaced, unmounted) is skipped with one warning per loader process, never a crash."""
-        bad = self.__dict__.setdefault("_bad", set())
-        for j in [(k + step) % len(self.store) for step in range(len(self.store))]:
-            if j in bad:
+        n = len(self.store)
+        for step in range(n):
+            j = (k + step) % n
+            if j in self.unreadable:
                 continue
             try:
                 return (j, *self.store.get(j))
             except SrlabError as e:
-                bad.add(j)
+                self.unreadable.add(j)
                 log.warning("skipped training image (unreadable now): %s", e)
         raise SrlabError(f"no training image is readable any more (e.g. {self.store.paths[k]}); "
                          "check the data folder")

@@ -77,7 +77,7 @@ class BicubicDegradation:
 
     def __call__(self, hr: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check(hr, self.scale)
-        return imresize(hr, scale=1.0 / self.scale).clamp_(0, 1)
+        return self.batch(hr[None])[0]
 
     def batch(self, hr: torch.Tensor, gray=None,
               generator: torch.Generator | None = None) -> torch.Tensor:
@@ -150,13 +150,15 @@ class Crapify:
             p["kernel"].append(int(torch.randint(len(self.kernels), (), generator=g)))
             p["noise"].append(self._chance(self.noise_prob, g))
             p["std"].append(_uniform(self.noise_sigma, g) / 255.0 if p["noise"][-1] else 0.0)
-            n = torch.zeros(1, *lr_size)
+            n = None
             if p["noise"][-1]:  # gray images get one noise plane for all channels: they stay gray
                 n = torch.randn((1 if is_gray else 3, *lr_size), generator=g, device=dev).cpu()
-            noise.append(n.expand(3, *lr_size))
+            noise.append(n)
             p["jpeg"].append(self._chance(self.jpeg_prob, g))
             p["quality"].append(_uniform(self.jpeg_quality, g) if p["jpeg"][-1] else 100.0)
-        p["noise_map"] = torch.stack(noise)
+        if any(p["noise"]):  # images without noise get zeros (their std is 0 anyway)
+            zero = torch.zeros(1, *lr_size)
+            p["noise_map"] = torch.stack([(z if z is not None else zero).expand(3, *lr_size) for z in noise])
         return p
 
     def batch(self, hr: torch.Tensor, gray=None,
