@@ -81,10 +81,14 @@ def check_resume_checkpoint(path) -> None:
 
 
 def validate_train_config(cfg: DictConfig) -> None:
-    """Fail fast, in one line, on values that would only break deep inside training."""
+    """Fail fast, in one line, on values that would only break deep inside training: types,
+    unknown keys and ranges (srlab/schema.py), the resume checkpoint, scale and patch size."""
+    from srlab.schema import check_config
+
     if cfg.get("ckpt_path"):
         check_resume_checkpoint(cfg.ckpt_path)
     scale = check_scale(cfg.get("scale"))
+    check_config(cfg)
     patch = cfg.data.get("patch_size") if "data" in cfg else None
     if patch is not None and (patch <= 0 or patch % scale != 0):
         raise SrlabError(

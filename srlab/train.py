@@ -8,6 +8,7 @@ write `metrics.json` and print SR vs bicubic. `train(cfg)` is what tests call;
 """
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from rich.table import Table
 
 from srlab.cli import user_errors
 from srlab.config import CONFIG_DIR, validate_train_config
+from srlab.errors import SrlabError
+from srlab.schema import build_net, check_net
 from srlab.speed import apply_speed_config
 
 log = logging.getLogger(__name__)
@@ -49,8 +52,9 @@ def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     what `make bench` times against a hand-written loop."""
     validate_train_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
+    net = build_net(cfg.net)  # before data and loggers: its errors cost one line and no run
+    check_net(net, cfg.scale, cfg.data.get("patch_size"), f"net {cfg.net._target_}")
     datamodule = instantiate(cfg.data)
-    net = instantiate(cfg.net)
     model = instantiate(cfg.approach, net=net, loss=instantiate(cfg.loss))
     apply_speed_config(model, cfg.get("speed") or {}, cfg.trainer)
     # The resolved config rides in every checkpoint: srlab-eval/upscale rebuild the net from it.
@@ -74,9 +78,22 @@ def finish_loggers(loggers: list, status: str) -> None:
             logger.experiment.finish(exit_code=0 if status == "success" else 1)
 
 
+def discard_unused_run_dir(run_dir: Path) -> None:
+    """A job stopped by a config check leaves no run directory behind: Hydra made it (its
+    config copy and log) before srlab could look at a value, and a folder that looks like a
+    run but holds none misleads `srlab-compare` and the user. Anything else in it is kept."""
+    hydra_files = {".hydra", "train.log", "main.log"}
+    if run_dir.is_dir() and all(p.name in hydra_files for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def train(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.output_dir)
-    datamodule, model, trainer, loggers = build(cfg)
+    try:  # checks, then objects; nothing is written, loaded or logged before this returns
+        datamodule, model, trainer, loggers = build(cfg)
+    except SrlabError:
+        discard_unused_run_dir(run_dir)
+        raise
     net = model.net
     status = "failed"
     try:

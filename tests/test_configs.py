@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from srlab.config import CONFIG_DIR, validate_train_config
 from srlab.errors import SrlabError
@@ -36,6 +37,8 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
     if group == "approach" and option == "vae":
         overrides.insert(0, "net=cvae_unet")  # the VAE needs a net with a posterior encoder
     cfg = make_cfg(overrides, fast=group not in ("trainer", "net", "debug", "experiment"))
+    if OmegaConf.is_missing(cfg.data, "train_dir"):  # recipes for a real data set (edsr_div2k)
+        cfg = make_cfg(overrides + [f"data.train_dir={tmp_path}"], fast=group not in ("trainer", "net", "debug", "experiment"))
     validate_train_config(cfg)
     if group in ("approach", "net", "loss", "experiment", "debug"):
         net = instantiate(cfg.net)
