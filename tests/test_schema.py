@@ -12,8 +12,8 @@ from srlab.schema import build_net, check_net
 
 BAD = [
     # (overrides, what the one line must say)
-    (["approach.optimizer.lr=abc"], "approach.optimizer.lr='abc': expected a positive number"),
-    (["approach.optimizer.lr=-0.1"], "approach.optimizer.lr=-0.1: expected a positive number"),
+    (["approach.optimizer.lr=abc"], "approach.optimizer.lr='abc': expected a number >= 0"),
+    (["approach.optimizer.lr=-0.1"], "approach.optimizer.lr=-0.1: expected a number >= 0"),
     (["approach.optimizer.betas=0.9"], "approach.optimizer.betas=0.9: expected two numbers"),
     (["approach.ema.decay=1.5"], "approach.ema.decay=1.5"),
     (["data.patch_size=[64,64]"], "data.patch_size=[64, 64]: expected a positive integer"),
@@ -75,5 +75,5 @@ def test_cli_bad_value_leaves_no_run_directory(tmp_path):
     res = subprocess.run([sys.executable, "-m", "srlab.train", "approach.optimizer.lr=abc", "logger=wandb",
                           f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1
-    assert res.stderr.strip().splitlines() == ["error: approach.optimizer.lr='abc': expected a positive number, e.g. 1e-4"]
+    assert res.stderr.strip().splitlines() == ["error: approach.optimizer.lr='abc': expected a number >= 0, e.g. 1e-4 (0 freezes the net)"]
     assert not run_dir.exists()  # no .hydra copy, no log, no W&B run

@@ -19,10 +19,12 @@ from srlab.errors import SrlabError
 from srlab.imresize import imresize
 from srlab.losses.mix import LossMix
 from srlab.metrics import SRMetrics
+from srlab.nonfinite import NonFiniteGuard
 
 
 class SRApproach(pl.LightningModule):
-    def __init__(self, net: nn.Module, loss: LossMix, scale: int = 4, ema: Mapping | None = None):
+    def __init__(self, net: nn.Module, loss: LossMix, scale: int = 4, ema: Mapping | None = None,
+                 max_nonfinite_skips: int | None = 5):
         super().__init__()
         self.net = net
         self.loss = loss
@@ -34,6 +36,12 @@ class SRApproach(pl.LightningModule):
             raise SrlabError(f"approach.ema.decay={decay}: use 0 (off) or a value in (0, 1), e.g. 0.999")
         # Averaged weights (srlab/ema.py), under "ema.module." in checkpoints; None when off.
         self.ema = EMA(net, decay) if decay > 0 else None
+        # a NaN/Inf loss skips its update, named in one warning (srlab/nonfinite.py)
+        self.nonfinite = NonFiniteGuard(max_nonfinite_skips)
+
+    def finite(self, total: torch.Tensor, terms: dict, what: str = "loss") -> bool:
+        """Apply this update? False (and a warning) when the loss is NaN/Inf."""
+        return self.nonfinite.ok(total, terms, self.global_step, what)
 
     @property
     def eval_net(self) -> nn.Module:

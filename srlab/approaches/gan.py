@@ -45,8 +45,9 @@ class GanSR(SRApproach):
         init_from: str | None = None,
         scale: int = 4,
         ema: dict | None = None,
+        max_nonfinite_skips: int | None = 5,
     ):
-        super().__init__(net, loss, scale, ema)
+        super().__init__(net, loss, scale, ema, max_nonfinite_skips)
         self.automatic_optimization = False
         self.critic = critic
         self.adversarial = adversarial
@@ -84,18 +85,21 @@ class GanSR(SRApproach):
         if use_adv:
             adversarial = self.adversarial.generator(self.critic(sr), real.detach())
             total = content + self.adv_weight * adversarial
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(total)
-        opt_g.step()
+        g_terms = {**terms, "adversarial": adversarial} if use_adv else terms
+        if self.finite(total, g_terms, "generator loss"):
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(total)
+            opt_g.step()
         self.untoggle_optimizer(opt_g)
 
         # 2. critic, on the same SR batch, detached
         self.toggle_optimizer(opt_c)
         fake = self.critic(sr.detach())
         critic_loss = self.adversarial.critic(real, fake)
-        opt_c.zero_grad(set_to_none=True)
-        self.manual_backward(critic_loss)
-        opt_c.step()
+        if self.finite(critic_loss, {"critic": critic_loss}, "critic loss"):
+            opt_c.zero_grad(set_to_none=True)
+            self.manual_backward(critic_loss)
+            opt_c.step()
         self.untoggle_optimizer(opt_c)
 
         schedulers = self.lr_schedulers()

@@ -24,15 +24,18 @@ class RegressionSR(SRApproach):
         scheduler_interval: str = "step",
         scale: int = 4,
         ema: dict | None = None,
+        max_nonfinite_skips: int | None = 5,
     ):
-        super().__init__(net, loss, scale, ema)
+        super().__init__(net, loss, scale, ema, max_nonfinite_skips)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_interval = scheduler_interval
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor | None:
         sr = self.net(batch["lr"])
         total, terms = self.loss(sr, batch["hr"])
+        if not self.finite(total, terms):
+            return None  # Lightning skips backward and the optimizer step
         self.log_loss("train", total, terms, batch["hr"].shape[0])
         return total
 

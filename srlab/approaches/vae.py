@@ -37,11 +37,13 @@ class VaeSR(RegressionSR):
         kl_warmup_steps: int = 0,
         scale: int = 4,
         ema: dict | None = None,
+        max_nonfinite_skips: int | None = 5,
     ):
         if not hasattr(net, "encode"):
             raise SrlabError(f"approach=vae needs a net with a posterior encoder (net=cvae_unet), "
                              f"not {type(net).__name__}")
-        super().__init__(net, loss, optimizer, scheduler, scheduler_interval, scale, ema)  # one optimizer, as regression
+        super().__init__(net, loss, optimizer, scheduler, scheduler_interval, scale, ema,
+                         max_nonfinite_skips)  # one optimizer, as regression
         self.val_posterior = SRMetrics(border=self.scale)
         self.kl_weight = float(kl_weight)
         self.kl_warmup_steps = int(kl_warmup_steps)
@@ -65,6 +67,8 @@ class VaeSR(RegressionSR):
         content, terms = self.loss(sr, hr)
         weight = self.current_kl_weight()
         total = content + weight * kl
+        if not self.finite(total, {**terms, "kl": kl}):
+            return None
         n = hr.shape[0]
         if not self.train_logs_due():
             return total
