@@ -15,6 +15,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from srlab.data.images import save_image
 
@@ -70,13 +71,16 @@ class CheckpointOnException(pl.Callback):
         self.dirpath = Path(dirpath)
 
     def on_exception(self, trainer, pl_module, exception):
-        # Saving is a collective under DDP; a crashed rank cannot join it, so single process only.
-        if trainer.world_size > 1 or trainer.global_step == 0 or trainer.state.fn != "fit":
+        # Saving is a collective under DDP; a crashed rank cannot join it, so single process
+        # only -- except on SIGTERM, which Lightning broadcasts so every rank stops together.
+        signalled = isinstance(exception, SIGTERMException)
+        if (trainer.world_size > 1 and not signalled) or trainer.global_step == 0 or trainer.state.fn != "fit":
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(self.dirpath / "last.ckpt")
-        print(f"training stopped ({type(exception).__name__}): saved {self.dirpath / 'last.ckpt'} "
-              f"at step {trainer.global_step}; resume with ckpt_path=<that file>")
+        trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)
+        why = "on a stop signal" if signalled else f"({type(exception).__name__})"
+        print(f"training stopped {why}: saved {self.dirpath / 'last.ckpt'} "
+              f"at step {trainer.global_step}; resume with ckpt_path=<that file>", flush=True)
 
 
 class ValHistory(pl.Callback):

@@ -40,9 +40,12 @@ def _locate(target: str, key: str) -> Callable:
 
     parts = target.split(".")
     for i in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:i])
         try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
+            obj = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and not module.startswith(e.name):
+                raise  # the module exists but imports something missing: a real error
             continue
         try:
             for attr in parts[i:]:

@@ -103,6 +103,10 @@ def train(cfg: DictConfig) -> dict:
         else:
             log.info("net %s has no trainable parameters: validating only", type(net).__name__)
         seconds = time.perf_counter() - start
+        # SLURM pre-emption checkpoints (srlab/faults.py) only serve a requeued job; left in place,
+        # Lightning would validate (and resume) them instead of this finished state
+        for hpc in run_dir.glob("hpc_ckpt_*.ckpt"):
+            hpc.unlink()
 
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         results = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
