@@ -76,6 +76,11 @@ class CheckpointOnException(pl.Callback):
         signalled = isinstance(exception, SIGTERMException)
         if (trainer.world_size > 1 and not signalled) or trainer.global_step == 0 or trainer.state.fn != "fit":
             return
+        # A batch fetched but never trained (the crash came first) must not count: Lightning
+        # would resume with its batch index one ahead of the steps, and validate off-schedule.
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        for tracker in (progress.total, progress.current):
+            tracker.ready = tracker.started = tracker.processed = tracker.completed
         self.dirpath.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)
         why = "on a stop signal" if signalled else f"({type(exception).__name__})"

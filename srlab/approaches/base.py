@@ -8,7 +8,10 @@ images the sample-panel callback draws. The net is always the attribute `net`, s
 weights sit under "net." in every checkpoint, which is what srlab-eval / srlab-upscale load;
 `srlab_config` (the resolved training config) rides along to rebuild it.
 """
+import random
 from collections.abc import Callable, Mapping
+
+import numpy as np
 
 import pytorch_lightning as pl
 import torch
@@ -109,3 +112,36 @@ class SRApproach(pl.LightningModule):
         # Set by srlab-train: lets srlab-eval / srlab-upscale rebuild the net with no overrides.
         if getattr(self, "srlab_config", None) is not None:
             checkpoint["srlab_config"] = self.srlab_config
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # applied when training starts, after everything else is restored (nothing between
+        # then and the first step draws from these generators)
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        states, self._rng_to_restore = getattr(self, "_rng_to_restore", None), None
+        if states:
+            set_rng_states(states)
+
+
+def rng_states() -> dict:
+    """Python, NumPy and torch (CPU, CUDA) generator states: with them a resumed run draws
+    the noise (VAE latents, GAN, dropout) the uninterrupted run would have drawn."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    # numpy's keys as a tensor: checkpoints stay loadable with torch.load(weights_only=True)
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    states = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    n = states["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -22,6 +22,7 @@ GPU (issue 8). Validation LR is always made in the loader: it is seeded per imag
 from __future__ import annotations
 
 import logging
+import warnings
 import os
 
 import pytorch_lightning as pl
@@ -29,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from srlab.data.datasets import (
+    EpochSampler,
     ImageStore,
     PreparedImages,
     TrainPatches,
@@ -86,7 +88,6 @@ class SRDataModule(pl.LightningDataModule):
         self.val_crop, self.seed, self.degrade_on = val_crop, seed, degrade_on
         self.train_set: TrainPatches | None = None
         self.val_set: ValImages | None = None
-        self._generator: torch.Generator | None = None
 
     def _stores(self) -> tuple[ImageStore, ImageStore]:
         raise NotImplementedError
@@ -115,7 +116,7 @@ class SRDataModule(pl.LightningDataModule):
         val = usable(val, self.scale, "val", decode=True)
         if len(val) == 0:
             raise SrlabError("no usable val image (see the warnings above): fix them or set data.val_dir")
-        world, rank, _ = self._world()
+        world = self._world()[0]
         if world > 1 and len(val) < world:  # else a rank gets no val batch and DDP dies in gloo/NCCL
             raise SrlabError(
                 f"{len(val)} val image(s) for {world} processes: each process needs at least one (val "
@@ -125,10 +126,8 @@ class SRDataModule(pl.LightningDataModule):
         length = max(len(train) * self.train_repeats, self.batch_size * world)
         on_loader = self.degrade_on == "loader"
         self.train_set = TrainPatches(train, self.degradation if on_loader else None,
-                                      self.scale, self.patch_size, length)
+                                      self.scale, self.patch_size, length, seed=self.seed)
         self.val_set = ValImages(val, self.degradation, self.scale, self.seed, self.val_crop)
-        # Device-path draws (crapify's blur, noise...) differ per rank, not per epoch restart.
-        self._generator = torch.Generator().manual_seed(1000003 * (self.seed + 1) + rank)
         log.info("data: %d train images (%d patches/epoch), %d val images, LR made on the %s",
                  len(train), length, len(val), self.degrade_on)
 
@@ -140,7 +139,7 @@ class SRDataModule(pl.LightningDataModule):
         """
         out = {}
         for key, value in batch.items():
-            move = torch.is_tensor(value) and key != "gray_cpu"
+            move = torch.is_tensor(value) and key not in ("gray_cpu", "id")
             out[key] = value.to(device, non_blocking=True) if move else value
         if "lr" not in batch:
             out["gray_cpu"] = batch["gray"]
@@ -153,10 +152,13 @@ class SRDataModule(pl.LightningDataModule):
         hr = batch["hr"]
         hr = hr.float().div_(255) if hr.dtype == torch.uint8 else hr.float()
         gray = batch.pop("gray_cpu", None)
-        if self._generator is None:
-            self._generator = torch.Generator().manual_seed(self.seed)
+        # the batch's draws (blur, noise, JPEG...) seeded by its first item's id: the same on a
+        # resumed run, on any rank or worker count, whatever was drawn before
+        ids = batch.pop("id", None)
+        first = int(ids[0]) if ids is not None and len(ids) else 0
+        generator = torch.Generator().manual_seed((1000003 * (self.seed + 1) + first) % 2**63)
         batch["hr"] = hr
-        batch["lr"] = self.degradation.batch(hr, gray=gray, generator=self._generator)
+        batch["lr"] = self.degradation.batch(hr, gray=gray, generator=generator)
         return batch
 
     def _workers(self) -> int:
@@ -166,16 +168,27 @@ class SRDataModule(pl.LightningDataModule):
 
     def _loader(self, ds: Dataset, workers: int, **kw) -> DataLoader:
         pin = torch.cuda.is_available() if self.pin_memory is None else bool(self.pin_memory)
+        # its own generator: creating an iterator must not draw from the global RNG, which a
+        # resumed run restores exactly (srlab/approaches/base.py)
         return DataLoader(
-            ds, num_workers=workers, pin_memory=pin, persistent_workers=workers > 0, **kw
+            ds, num_workers=workers, pin_memory=pin, persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(self.seed), **kw
         )
+
+    # EpochSampler resumes mid-epoch itself; Lightning cannot tell and would warn otherwise
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
-        return self._loader(
-            self.train_set, self._workers(), batch_size=self.batch_size, shuffle=True,
-            drop_last=True,
-        )
+        world, rank, _ = self._world()
+        sampler = EpochSampler(self.train_set, world, rank, self.seed)
+        # Lightning asks for the loader after restoring a checkpoint: a run resumed mid-epoch
+        # skips the batches it already trained on (the loop counts on from there)
+        if self.trainer is not None and self.trainer.state.fn == "fit":
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            sampler.skip = done * self.batch_size
+        return self._loader(self.train_set, self._workers(), batch_size=self.batch_size, sampler=sampler,
+                            drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
         self.setup("validate")

@@ -122,11 +122,17 @@ class PreparedImages(ImageStore):
 
 
 class TrainPatches(Dataset):
-    """`length` random HR patches (and LR, given a degradation); item i from image i % n."""
+    """`length` random HR patches (and LR, given a degradation); item i from image i % n.
 
-    def __init__(self, store: ImageStore, degradation, scale: int, patch_size: int, length: int):
+    Item ids may run past `length` (`EpochSampler` hands out epoch * length + i): each item
+    draws its crop, flips and degradation from a generator seeded by (seed, id), so a patch
+    is the same whatever process, worker or resumed run cuts it -- what makes resume exact.
+    """
+
+    def __init__(self, store: ImageStore, degradation, scale: int, patch_size: int, length: int, seed: int = 0):
         self.store, self.degradation = store, degradation
         self.scale, self.patch_size, self.length = scale, patch_size, length
+        self.seed = int(seed)
         # Without a degradation (device path) HR patches travel as uint8 when all sources are
         # 8-bit, else as float32 (a batch must have one dtype; 16-bit keeps its precision).
         self.raw_uint8 = degradation is None and store.all_uint8
@@ -152,26 +158,27 @@ class TrainPatches(Dataset):
                          "check the data folder")
 
     def __getitem__(self, i: int) -> dict:
-        k, img, gray = self._read(i % len(self.store))
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + int(i)) % 2**63)
+        k, img, gray = self._read(int(i) % self.length % len(self.store))
         p = self.patch_size
-        top = int(torch.randint(img.shape[-2] - p + 1, ()))
-        left = int(torch.randint(img.shape[-1] - p + 1, ()))
+        top = int(torch.randint(img.shape[-2] - p + 1, (), generator=g))
+        left = int(torch.randint(img.shape[-1] - p + 1, (), generator=g))
         patch = img[:, top : top + p, left : left + p]
         # The 8 flips/rotations of a square; plain torch ops on one patch beat kornia's warps.
-        flip_h, flip_v, rot = torch.randint(2, (3,)).tolist()
+        flip_h, flip_v, rot = torch.randint(2, (3,), generator=g).tolist()
         if flip_h:
             patch = patch.flip(-1)
         if flip_v:
             patch = patch.flip(-2)
         if rot:
             patch = patch.rot90(1, (-2, -1))
-        item = {"gray": torch.tensor(gray), "name": self.store.names[k]}
+        item = {"gray": torch.tensor(gray), "name": self.store.names[k], "id": torch.tensor(int(i))}
         if self.raw_uint8:
             item["hr"] = patch.expand(3, p, p).contiguous()
         else:
             item["hr"] = to_float(patch)
             if self.degradation is not None:
-                item["lr"] = self.degradation(item["hr"])
+                item["lr"] = self.degradation(item["hr"], generator=g)
         return item
 
 
@@ -218,3 +225,26 @@ class UnpaddedDistributedSampler(DistributedSampler):
 
     def __iter__(self):
         return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+
+class EpochSampler(DistributedSampler):
+    """The training order as a function of (seed, epoch) alone, resumable mid-epoch.
+
+    Each epoch is a permutation drawn from a generator seeded by seed + epoch (Lightning
+    calls `set_epoch`), split over DDP ranks, and yielded as ids epoch * len + i so every item
+    seeds its own randomness (`TrainPatches`). After a resume mid-epoch, `skip` items (the
+    batches the interrupted run already trained on) are left out once, so the resumed run
+    sees exactly the batches the uninterrupted one would have. Being a DistributedSampler
+    keeps Lightning from replacing it under DDP.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.skip = 0
+
+    def __iter__(self):
+        n = len(self.dataset)
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        ids = torch.randperm(n, generator=g)[: self.total_size][self.rank :: self.num_replicas]
+        skip, self.skip = self.skip, 0
+        return iter((ids[skip:] + self.epoch * n).tolist())
