@@ -267,7 +267,8 @@ def print_table(result: dict) -> None:
     print(f"\ndevice: {result['device']}  torch {result['torch']}")
     print(f"{'row':<44} {'srlab b/s':>10} {'raw b/s':>10} {'ratio':>7} {'srlab MB':>9} {'raw MB':>9}")
     for r in result["rows"]:
-        mb = "".join(f" {r[k]:>9.0f}" if r.get(k) is not None else f" {'-':>9}" for k in ("srlab_peak_mb", "raw_peak_mb"))
+        mb = "".join(f" {r[k]:>9.0f}" if r.get(k) is not None else f" {'-':>9}"
+                     for k in ("srlab_peak_mb", "raw_peak_mb"))
         print(f"{r['name']:<44} {r['srlab_batches_per_s']:>10.2f} {r['raw_batches_per_s']:>10.2f}"
               f" {r['ratio']:>7.3f}{mb}")
     for k, v in result.get("notes", {}).items():

@@ -57,7 +57,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_flush_denormal(True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'net':<14} {'params':>11} {'HR/LR patch':>12} {'batch':>6} {'s/step':>8} {'min':>7} {'max':>7} {'cpu s':>7}")
+    print(f"{'net':<14} {'params':>11} {'HR/LR patch':>12} {'batch':>6} {'s/step':>8} {'min':>7} {'max':>7}"
+          f" {'cpu s':>7}")
     for name in args.nets.split(","):
         r = step_times(name, args.batch, args.steps, args.warmup, args.patch)
         print(f"{r['net']:<14} {r['params']:>11,} {r['patch_hr']:>6}/{r['patch_lr']:<5} {r['batch']:>6} "

@@ -30,7 +30,8 @@ def rcan_names(sd: dict, n_blocks: int) -> dict:
             (r"\.blocks\.(\d+)\.conv2\.", r".body.\1.body.2."),
             (r"\.blocks\.(\d+)\.attention\.squeeze\.", r".body.\1.body.3.conv_du.0."),
             (r"\.blocks\.(\d+)\.attention\.excite\.", r".body.\1.body.3.conv_du.2."),
-            (r"^body\.(\d+)\.conv\.", rf"body.\1.body.{n_blocks}."), (r"^upsampler\.", "tail.0."), (r"^tail\.(weight|bias)", r"tail.1.\1")]
+            (r"^body\.(\d+)\.conv\.", rf"body.\1.body.{n_blocks}."), (r"^upsampler\.", "tail.0."),
+            (r"^tail\.(weight|bias)", r"tail.1.\1")]
     out = {}
     for k, v in sd.items():
         for pattern, repl in subs:

@@ -14,7 +14,8 @@ Defaults are the paper's: 10 groups x 20 RCABs, 64 features, reduction 16 -> 15.
 As in EDSR (srlab/nets/edsr.py) the DIV2K mean is subtracted and added back; images are in
 [0, 1]. The authors' code works in [0, 255]. Their weights load with the first conv's weight
 scaled by 255 and the last conv by 1/255 (`_from_255`): the features in between are then
-exactly theirs (the sigmoids see the same values), and the output is theirs / 255. x2/x4/x8 upsample in x2 stages, x3 in one.
+exactly theirs (the sigmoids see the same values), and the output is theirs / 255.
+x2/x4/x8 upsample in x2 stages, x3 in one.
 """
 import torch
 from torch import nn
