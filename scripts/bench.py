@@ -19,6 +19,9 @@ patches) whatever the image count, so epoch restarts cost what they cost on DIV2
 
     make bench                      # all rows on the GPU if there is one, else the CPU
     python scripts/bench.py --rows unet/samples,edsr/store --steps 100
+    python scripts/bench.py --rows swinir_light/samples --batch 2 --warmup 1 --steps 2 --loader 0   # CPU smoke
+Peak memory per row: GPU, the allocator's peak (srlab's run and the raw loop apart); CPU, the
+whole process's peak RSS over that phase (Linux; reset through /proc/self/clear_refs).
 Writes benchmarks/results.json ({"device", "torch", "rows": [...]}) and prints a table.
 """
 
@@ -54,7 +57,14 @@ from srlab.train import build  # noqa: E402
 NETS = {  # name -> overrides; EDSR's patch is set per device (--edsr-patch)
     "unet": [],
     "edsr": ["experiment=edsr"],
+    # the papers' nets at full size, L1 as their recipes (configs/experiment/<net>.yaml)
+    "rrdbnet": ["net=rrdbnet", "loss=l1"],
+    "rcan": ["net=rcan", "loss=l1"],
+    "swinir": ["net=swinir", "loss=l1"],
+    "swinir_light": ["net=swinir_light", "loss=l1"],
 }
+# HR patch of the papers' recipes on a GPU; on the CPU 64 px (16 px LR), or a step takes minutes
+PAPER_PATCH = {"rrdbnet": 128, "rcan": 192, "swinir": 192, "swinir_light": 256}
 DIV2K_SIZE, DIV2K_PATCHES_PER_EPOCH = (1356, 2040), 800 * 16
 
 
@@ -115,7 +125,8 @@ def data_overrides(data: str, folders: dict) -> list[str]:
 
 
 def compose(net: str, data: str, args, folders: dict, run_dir: Path, extra=()):
-    patch = args.edsr_patch if net == "edsr" else args.unet_patch
+    patch = {"edsr": args.edsr_patch, "unet": args.unet_patch}.get(net)
+    patch = patch or (PAPER_PATCH[net] if args.device == "cuda" else args.paper_net_cpu_patch)
     gpu = ["trainer=gpu"] if args.device == "cuda" else ["trainer=cpu"]
     overrides = NETS[net] + gpu + data_overrides(data, folders) + [
         "logger=csv", f"data.batch_size={args.batch}", f"data.patch_size={patch}",
@@ -123,6 +134,30 @@ def compose(net: str, data: str, args, folders: dict, run_dir: Path, extra=()):
         "trainer.max_time=null", "+trainer.enable_model_summary=false", *extra,
     ]
     return compose_config("train", overrides, run_dir)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """GPU: the allocator's peak; CPU (Linux): the process's peak RSS (VmHWM), reset by clear_refs."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    """Peak since `reset_peak_memory`, MB: tensors on the GPU; the whole process's RSS on the CPU."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def raw_loop(model, batch: dict, cfg, device, warmup: int, steps: int) -> float:
@@ -197,15 +232,21 @@ def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=())
     # by srlab's own data path; their mean cancels a drift of the machine's speed.
     model.to(device)
     batch = device_batch(datamodule, device)
+    reset_peak_memory(device)
     raw_before = raw_loop(model, batch, cfg, device, args.warmup, args.steps)
+    raw_peak = peak_memory_mb(device)
+    reset_peak_memory(device)
     trainer.fit(model, datamodule=datamodule)
     srlab = rate(timer.stamps, device)
+    srlab_peak = peak_memory_mb(device)
     del trainer  # its loader workers go before the raw loop runs again
     gc.collect()
     model.to(device)
     raw = (raw_before + raw_loop(model, batch, cfg, device, args.warmup, args.steps)) / 2
     rows = [{"name": name, "srlab_batches_per_s": round(srlab, 3), "raw_batches_per_s": round(raw, 3),
-             "ratio": round(srlab / raw, 3), "steps": args.steps, "batch": args.batch, "patch": int(cfg.data.patch_size),
+             "ratio": round(srlab / raw, 3), "srlab_peak_mb": srlab_peak, "raw_peak_mb": raw_peak,
+             "params_m": round(sum(p.numel() for p in model.net.parameters()) / 1e6, 3),
+             "steps": args.steps, "batch": args.batch, "patch": int(cfg.data.patch_size),
              "precision": str(cfg.trainer.precision), "workers": datamodule._workers(),
              "overrides": " ".join(extra)}]
     if args.loader and not extra:
@@ -224,10 +265,12 @@ def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=())
 
 def print_table(result: dict) -> None:
     print(f"\ndevice: {result['device']}  torch {result['torch']}")
-    print(f"{'row':<44} {'srlab b/s':>10} {'raw b/s':>10} {'ratio':>7}")
+    print(f"{'row':<44} {'srlab b/s':>10} {'raw b/s':>10} {'ratio':>7} {'srlab MB':>9} {'raw MB':>9}")
     for r in result["rows"]:
+        mb = "".join(f" {r[k]:>9.0f}" if r.get(k) is not None else f" {'-':>9}"
+                     for k in ("srlab_peak_mb", "raw_peak_mb"))
         print(f"{r['name']:<44} {r['srlab_batches_per_s']:>10.2f} {r['raw_batches_per_s']:>10.2f}"
-              f" {r['ratio']:>7.3f}")
+              f" {r['ratio']:>7.3f}{mb}")
     for k, v in result.get("notes", {}).items():
         print(f"{k}: {v}")
 
@@ -236,8 +279,11 @@ def main() -> None:
     gpu = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if gpu else "cpu", choices=["cpu", "cuda"])
-    p.add_argument("--rows", default="unet/samples,unet/folder,unet/store,edsr/samples,edsr/folder,edsr/store",
-                   help="net/data pairs; net in unet, edsr; data in samples, folder, store")
+    default_rows = "unet/samples,unet/folder,unet/store,edsr/samples,edsr/folder,edsr/store"
+    if gpu:  # the papers' nets: minutes per step on a CPU, so only where there is a GPU
+        default_rows += ",rrdbnet/store,rcan/store,swinir/store,swinir_light/store"
+    p.add_argument("--rows", default=default_rows,
+                   help=f"net/data pairs; net in {', '.join(NETS)}; data in samples, folder, store")
     p.add_argument("--variants", default="speed.channels_last=false;speed.compile=true" if gpu else "",
                    help="';'-separated override sets, each re-run on the samples rows")
     p.add_argument("--variant-rows", default="unet/samples,edsr/samples",
@@ -246,6 +292,8 @@ def main() -> None:
     p.add_argument("--unet-patch", type=int, default=128)
     p.add_argument("--edsr-patch", type=int, default=192 if gpu else 96,
                    help="HR px (192 = EDSR's 48 px LR at x4); smaller on CPU to fit 10 minutes")
+    p.add_argument("--paper-net-cpu-patch", type=int, default=64,
+                   help="HR px for rrdbnet/rcan/swinir/swinir_light on the CPU (GPU: the papers' patches)")
     p.add_argument("--warmup", type=int, default=30 if gpu else 3)
     p.add_argument("--steps", type=int, default=200 if gpu else 15)
     p.add_argument("--images", type=int, default=40 if gpu else 8, help="large images in the folder")

@@ -133,7 +133,10 @@ def load_net(path: str | Path, trust_checkpoint: bool = False) -> tuple[nn.Modul
     else:
         obj = _torch_load(path, trust_checkpoint)
     net_cfg, state_dict, train_cfg, source = _net_parts(obj, path)
-    net = instantiate(dict(net_cfg))
+    # `net.weights` (the authors' released file, srlab/nets/official_weights.py) only seeded
+    # training; the state dict below replaces it, so the file need not exist where this loads.
+    net_cfg = {k: v for k, v in net_cfg.items() if k != "weights"}
+    net = instantiate(net_cfg)
     if not isinstance(net, nn.Module):
         raise SrlabError(f"the net config in {path} builds a {type(net).__name__}, not a torch module")
     expected = net.state_dict()

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from srlab.config import CONFIG_DIR, validate_train_config
 from srlab.errors import SrlabError
+from tests.test_experiments import TINY_NETS
 
 GROUPS = ["approach", "net", "loss", "data", "degradation", "trainer", "logger", "callbacks", "experiment", "debug",
           "lr_schedule"]
@@ -34,6 +35,8 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
         overrides.append("loss.terms.perceptual.fn.weights=random")  # no ImageNet file offline
     if group == "data" and option in ("folder", "store"):
         overrides.append(f"data.train_dir={tmp_path}")
+    if group in ("net", "experiment") and option in TINY_NETS:
+        overrides += TINY_NETS[option]  # a forward of the full net takes seconds; test_paper_nets builds those
     if group == "approach" and option == "vae":
         overrides.insert(0, "net=cvae_unet")  # the VAE needs a net with a posterior encoder
     cfg = make_cfg(overrides, fast=group not in ("trainer", "net", "debug", "experiment"))

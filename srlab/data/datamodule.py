@@ -22,8 +22,8 @@ GPU (issue 8). Validation LR is always made in the loader: it is seeded per imag
 from __future__ import annotations
 
 import logging
-import warnings
 import os
+import warnings
 
 import pytorch_lightning as pl
 import torch
