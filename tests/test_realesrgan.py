@@ -252,3 +252,15 @@ def test_val_lr_is_the_same_in_two_runs_and_not_bicubic(image_folder):
         assert x["lr"].shape == (3, 12, 10)
         assert (x["lr"] - imresize(x["hr"], 1 / 4).clamp(0, 1)).abs().mean() > 0.01  # degraded, not bicubic
     assert not torch.equal(vals[0][0]["lr"], vals[0][1]["lr"][:, :12, :10])
+
+
+def test_sample_panel_shows_the_degraded_lr_as_the_net_saw_it():
+    from srlab.callbacks import nearest_up, panel
+
+    lr = torch.rand(3, 4, 5)
+    up = nearest_up(lr, 4)
+    assert up.shape == (3, 16, 20) and torch.equal(up[:, 4:8, 8:12], lr[:, 1:2, 2:3].expand(3, 4, 4))
+    hr, bicubic, sr = torch.rand(3, 16, 20), torch.rand(3, 16, 20), torch.rand(3, 16, 20)
+    strip = panel(lr, bicubic, sr, hr, 4)
+    assert strip.shape == (3, 16, 80) and torch.equal(strip[..., :20], up)
+    assert torch.equal(strip[..., 40:60], sr) and torch.equal(strip[..., 60:], hr)
