@@ -11,6 +11,11 @@ For each row, in one process and on the same device:
   loading, degradation, logging, progress bar and Lightning's hooks.
 - loader rows: the data path alone (default workers, transfer, LR made on the device) in
   batches/s, beside what the net consumes (raw batches/s): >= 1 means the GPU never waits.
+- degradation rows: each degradation alone on a device batch (default 16 x 256 px HR photo
+  crops, x4) in batches/s and ms per batch, beside one raw training step of the U-Net on
+  the same batch (`cost_of_step` = degradation time / step time; issue 12 asks <= 0.15 on a
+  GPU). realesrgan is timed as training runs it (`train_batch`: sharpened HR, LR, pair pool)
+  and for the LR alone (scripts/bench_degradations.py).
 
 Data: `samples` (the embedded photos, in RAM), `folder` (PNG files of DIV2K size, 2040x1356,
 made here from the scikit-image photos plus grain, decoded lazily per patch) and `store` (the
@@ -19,6 +24,7 @@ patches) whatever the image count, so epoch restarts cost what they cost on DIV2
 
     make bench                      # all rows on the GPU if there is one, else the CPU
     python scripts/bench.py --rows unet/samples,edsr/store --steps 100
+    python scripts/bench.py --rows "" --variants ""   # the degradation rows alone
     python scripts/bench.py --rows swinir_light/samples --batch 2 --warmup 1 --steps 2 --loader 0   # CPU smoke
 Peak memory per row: GPU, the allocator's peak (srlab's run and the raw loop apart); CPU, the
 whole process's peak RSS over that phase (Linux; reset through /proc/self/clear_refs).
@@ -53,6 +59,9 @@ from srlab.config import compose_config  # noqa: E402
 from srlab.data.prepared import prepare_store  # noqa: E402
 from srlab.data.sources import SAMPLE_COLOR, SAMPLE_GRAY, sample_dir  # noqa: E402
 from srlab.train import build  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_degradations import degradation_rows  # noqa: E402
 
 NETS = {  # name -> overrides; EDSR's patch is set per device (--edsr-patch)
     "unet": [],
@@ -269,8 +278,9 @@ def print_table(result: dict) -> None:
     for r in result["rows"]:
         mb = "".join(f" {r[k]:>9.0f}" if r.get(k) is not None else f" {'-':>9}"
                      for k in ("srlab_peak_mb", "raw_peak_mb"))
-        print(f"{r['name']:<44} {r['srlab_batches_per_s']:>10.2f} {r['raw_batches_per_s']:>10.2f}"
-              f" {r['ratio']:>7.3f}{mb}")
+        extra = f"  {r['ms_per_batch']:.1f} ms/batch" if "ms_per_batch" in r else ""
+        print(f"{r['name']:<44} {r['srlab_batches_per_s']:>10.2f} {r.get('raw_batches_per_s', float('nan')):>10.2f}"
+              f" {r.get('ratio', float('nan')):>7.3f}{mb}{extra}")
     for k, v in result.get("notes", {}).items():
         print(f"{k}: {v}")
 
@@ -299,6 +309,12 @@ def main() -> None:
     p.add_argument("--images", type=int, default=40 if gpu else 8, help="large images in the folder")
     p.add_argument("--loader", type=int, default=1, help="also time the data path alone (0: no)")
     p.add_argument("--loader-batches", type=int, default=100 if gpu else 10)
+    p.add_argument("--degradations", default="bicubic,crapify,realesrgan",
+                   help="degradation rows (',' list; empty: none)")
+    p.add_argument("--degradation-patch", type=int, default=256, help="HR px of the degradation rows")
+    p.add_argument("--degradation-scale", type=int, default=4)
+    p.add_argument("--degradation-batches", type=int, default=200 if gpu else 15)
+    p.add_argument("--degradation-net", default="unet", help="net whose raw training step the rows compare to ('': none)")
     p.add_argument("--work", default=None, help="folder for images/store/runs (default: a temp dir)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results.json"))
     args = p.parse_args()
@@ -327,6 +343,9 @@ def main() -> None:
              for variant in args.variants.split(";") if variant
              for row in args.variant_rows.split(",") if row]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if args.degradations:
+        result["rows"] += degradation_rows(args, work)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for name, net, data, extra in jobs:
         result["rows"] += run_row(name, net, data, args, folders, work, extra)
         print(json.dumps(result["rows"][-1]), flush=True)

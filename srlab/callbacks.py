@@ -1,7 +1,10 @@
 """Callbacks that make a run directory worth keeping: image panels and no lost work.
 
-`SamplePanels` saves LR-bicubic | SR | HR strips of the first few val images at every
-validation (`samples/step<N>_<name>.png`) and sends them to W&B / TensorBoard.
+`SamplePanels` saves LR | bicubic | SR | HR strips of the first few val images at every
+validation (`samples/step<N>_<name>.png`) and sends them to W&B / TensorBoard. The LR tile is
+the net's actual input upsampled by pixel repetition (nearest): with a degradation such as
+crapify or realesrgan it shows the blur, noise and JPEG blocks the net was trained to undo,
+which the bicubic upscale beside it smooths over.
 `CheckpointOnException` writes `last.ckpt` when training dies (Ctrl-C, a corrupt image),
 so a crash costs at most the steps since the last save — never the whole run.
 `ProgressBar` is Lightning's Rich bar, redrawn every few batches instead of every batch.
@@ -20,6 +23,19 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from srlab.data.images import save_image
 
 
+CAPTION = "LR (nearest) | bicubic | SR | HR"
+
+
+def nearest_up(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """[..., h, w] -> [..., h*s, w*s], each LR pixel an s x s block: the input as the net saw it."""
+    return lr.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+
+
+def panel(lr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """[3,H,4W]: LR (nearest) | bicubic | SR | HR, side by side, in [0,1]."""
+    return torch.cat([nearest_up(lr, scale), bicubic, sr, hr], dim=-1).clamp(0, 1)
+
+
 class SamplePanels(pl.Callback):
     def __init__(self, dirpath: str, n_images: int = 3):
         self.dirpath = Path(dirpath)
@@ -30,16 +46,16 @@ class SamplePanels(pl.Callback):
             return
         if trainer.sanity_checking:
             return
-        panel = torch.cat([outputs["bicubic"][0], outputs["sr"][0], batch["hr"][0].clamp(0, 1)], dim=-1)
+        strip = panel(batch["lr"][0], outputs["bicubic"][0], outputs["sr"][0], batch["hr"][0], pl_module.scale)
         name = Path(str(batch["name"][0])).stem
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        save_image(panel, self.dirpath / f"step{trainer.global_step:06d}_{name}.png")
+        save_image(strip, self.dirpath / f"step{trainer.global_step:06d}_{name}.png")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key=f"samples/{name}", images=[panel.float().cpu()],
-                                 caption=["bicubic | SR | HR"], step=trainer.global_step)
+                logger.log_image(key=f"samples/{name}", images=[strip.float().cpu()],
+                                 caption=[CAPTION], step=trainer.global_step)
             elif isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(f"samples/{name}", panel.float().cpu(), trainer.global_step)
+                logger.experiment.add_image(f"samples/{name}", strip.float().cpu(), trainer.global_step)
 
 
 class ProgressBar(pl.callbacks.RichProgressBar):

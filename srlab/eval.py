@@ -10,6 +10,11 @@ optionally LPIPS, for SR and for the bicubic upscale of the same LR. Two pipelin
   bicubic down (kept in float, as their MATLAB scripts do) -> the net on Y alone (an RGB net
   sees it as a gray image) -> measure. Set5 x2 bicubic reads 33.66 here, 33.68 with rgb.
 - auto (default): y for a net without weights (bicubic), rgb for a checkpoint.
+`eval.degradation` replaces the bicubic LR by another degradation (rgb pipeline): `train` (the
+checkpoint's own training degradation) or a `configs/degradation` name (crapify, realesrgan),
+each image's LR drawn from a generator seeded by `eval.seed` + its index in the set, so two
+evals see the same LR. The W&B crops and `eval.save_images` then show that LR (upsampled
+nearest) beside bicubic, SR and HR, so a reader sees what the net was asked to undo.
 The net is rebuilt from the checkpoint's own saved config, so no training override needs
 repeating. Results: printed table, `per_image.csv`, `metrics.json` (`<set>/psnr_y`,
 `<set>/bicubic_psnr_y`, `<set>/n_images`, ...) and, with `logger=wandb`, a W&B table with
@@ -21,9 +26,10 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from srlab.cli import user_errors
+from srlab.callbacks import nearest_up
 from srlab.config import CONFIG_DIR, check_scale
 from srlab.data.images import read_image, save_image
 from srlab.data.sources import list_images
@@ -82,11 +88,33 @@ def pick_channels(channels: str, net: torch.nn.Module) -> str:
     return channels
 
 
+def eval_degradation(name: str | None, scale: int, train_config: dict | None):
+    """The degradation that makes eval LR: None (MATLAB bicubic), the checkpoint's own, or a config."""
+    if not name:
+        return None
+    if name == "train":
+        node = (train_config or {}).get("degradation")
+        if not node:
+            raise SrlabError("eval.degradation=train needs a checkpoint from srlab-train (ckpt_path=...); "
+                             "or name one, e.g. eval.degradation=realesrgan")
+    else:
+        path = CONFIG_DIR / "degradation" / f"{name}.yaml"
+        if not path.is_file():
+            names = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+            raise SrlabError(f"eval.degradation={name}: use null (bicubic), train, or one of {names}")
+        node = OmegaConf.load(path)
+    # a training-only pair pool and sharpened targets mean nothing for one image at a time
+    return instantiate(OmegaConf.merge(node, {"scale": scale}))
+
+
 def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, self_ensemble: bool,
-            lpips) -> tuple[dict, tuple]:
-    """One HR image [1,3,H,W] -> (metrics of SR and of bicubic, (hr, bicubic, sr) as measured)."""
+            lpips, degrade=None, seed: int = 0) -> tuple[dict, tuple]:
+    """One HR image [1,3,H,W] -> (metrics of SR and of bicubic, (hr, bicubic, sr, lr) as measured).
+    `degrade` (with its generator seeded by `seed`) makes the LR instead of MATLAB bicubic."""
     gray_t = torch.tensor([gray], device=hr.device)
-    if channels == "y":
+    if degrade is not None:
+        lr = quantize(degrade(hr[0], generator=torch.Generator().manual_seed(seed))[None]) / 255.0
+    elif channels == "y":
         hr = (torch.round(luma(hr, gray_t)) / 255.0).to(hr.dtype)  # the 8-bit Y (or gray) image of the MATLAB scripts
         lr = imresize(hr, scale=1 / scale)
     else:
@@ -99,14 +127,19 @@ def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, self_e
         if lpips is not None:
             values["lpips"] = lpips(out, hr, scale)
         row.update({prefix + k: float(v) for k, v in values.items()})
-    return row, (hr, bicubic, sr)
+    return row, (hr, bicubic, sr, lr)
 
 
 def evaluate(cfg: DictConfig) -> dict:
     if not cfg.eval.sets:
         raise SrlabError("eval.sets is empty: pass folders of HR images, e.g. eval.sets=[data/Set5/HR]")
     net, scale, train_config = load_model(cfg)
+    degrade = eval_degradation(cfg.eval.get("degradation"), scale, train_config)
     channels = pick_channels(str(cfg.eval.get("channels", "auto")), net)
+    if degrade is not None:
+        if str(cfg.eval.get("channels", "auto")) == "y":
+            raise SrlabError("eval.channels=y is the bicubic Y-only protocol: drop it to use eval.degradation")
+        channels = "rgb"
     device, _ = pick_device(str(cfg.eval.device), half=False)
     net = net.to(device).eval()
     if channels == "y":
@@ -122,16 +155,19 @@ def evaluate(cfg: DictConfig) -> dict:
     for folder in cfg.eval.sets:
         name, files = set_name(folder), list_images(folder, what="eval.sets entry")
         set_rows = []
-        for path in files:
+        for index, path in enumerate(files):
             hr, gray = read_image(path)
             h, w = (hr.shape[-2] // scale) * scale, (hr.shape[-1] // scale) * scale
             hr = hr[:, :h, :w].unsqueeze(0).to(device)
-            values, images = measure(net, hr, gray, scale, channels, bool(cfg.eval.self_ensemble), lpips)
+            values, images = measure(net, hr, gray, scale, channels, bool(cfg.eval.self_ensemble), lpips,
+                                     degrade, int(cfg.eval.get("seed", 0)) + index)
             set_rows.append({"set": name, "image": path.name, **values})
             if crops is not None:
-                crops.add(name, path.name, *images)
+                crops.add(name, path.name, *images[:3], lr=nearest_up(images[3], scale))
             if cfg.eval.save_images:
                 save_image(images[2][0], run_dir / "images" / name / f"{path.stem}.png")
+                if degrade is not None:  # the input too: what the net was given
+                    save_image(images[3][0], run_dir / "images" / name / f"{path.stem}_lr.png")
         for key in set_rows[0]:
             if key not in ("set", "image"):
                 metrics[f"{name}/{key}"] = sum(r[key] for r in set_rows) / len(set_rows)

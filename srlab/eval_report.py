@@ -2,11 +2,12 @@
 
 The files are the record (they are written first, so a logger failure loses nothing). With
 a logger on (`logger=wandb|csv|tensorboard`), the set means go to it as metrics, and W&B
-also gets a table with one row per image: its numbers and three crops (HR, bicubic, SR) of
+also gets a table with one row per image: its numbers and four crops (LR input upsampled
+nearest, bicubic, SR, HR) of
 the window where bicubic is worst — where an SR method has the most to show, and where a
 reader looks first when comparing runs in the dashboard. Images inside tables are lost by
 offline runs (wandb issue #4611: they sync as the word "Image"), so the same crops are also
-logged as one HR | bicubic | SR panel per image under `eval/panels/<set>`, which survive
+logged as one LR | bicubic | SR | HR panel per image under `eval/panels/<set>`, which survive
 `wandb sync`.
 """
 from __future__ import annotations
@@ -26,8 +27,11 @@ from rich.table import Table
 from srlab.run_names import group_of_checkpoint
 
 
+PANEL = ("LR", "bicubic", "SR", "HR")  # the crops of each image, left to right
+
+
 class Crops:
-    """Collects, per image, the same `size` x `size` HR-pixel window of HR, bicubic and SR."""
+    """Collects, per image, the same `size` x `size` HR-pixel window of LR (nearest), bicubic, SR, HR."""
 
     def __init__(self, size: int):
         self.size = size
@@ -43,13 +47,15 @@ class Crops:
         i = int(pooled.flatten().argmax())
         return (i // pooled.shape[1]) * stride, (i % pooled.shape[1]) * stride, size
 
-    def add(self, set_name: str, image: str, hr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor) -> None:
+    def add(self, set_name: str, image: str, hr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor,
+            lr: torch.Tensor | None = None) -> None:
+        """Crops of [1,3,H,W] images; `lr` is the LR input already upsampled (nearest) to H x W."""
         if self.size <= 0:
             return
         top, left, size = self.window(hr, bicubic)
         self.items[(set_name, image)] = [
             (x[0, :, top:top + size, left:left + size].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).squeeze(-1).cpu().numpy()
-            for x in (hr, bicubic, sr)
+            for x in (lr if lr is not None else bicubic, bicubic, sr, hr)
         ]
 
 
@@ -111,7 +117,7 @@ def wandb_table(rows: list[dict], crops: Crops | None):
 
     numbers = [k for k in rows[0] if k not in ("set", "image")]
     with_crops = crops is not None and bool(crops.items)
-    columns = ["set", "image", *numbers] + (["HR", "bicubic", "SR"] if with_crops else [])
+    columns = ["set", "image", *numbers] + (list(PANEL) if with_crops else [])
     table = wandb.Table(columns=columns)
     for row in rows:
         cells = [row[k] for k in ("set", "image", *numbers)]
@@ -122,16 +128,17 @@ def wandb_table(rows: list[dict], crops: Crops | None):
 
 
 def wandb_panels(rows: list[dict], crops: Crops | None) -> dict:
-    """{"eval/panels/<set>": [HR | bicubic | SR image per picture, captioned with its PSNR_Y]}."""
+    """{"eval/panels/<set>": [LR | bicubic | SR | HR image per picture, captioned with its PSNR_Y]}."""
     import wandb
 
     panels: dict[str, list] = {}
     if crops is None or not crops.items:
         return panels
     for row in rows:
-        hr, bicubic, sr = crops.items[(row["set"], row["image"])]
+        lr, bicubic, sr, hr = crops.items[(row["set"], row["image"])]
         gap = np.full((hr.shape[0], 2, *hr.shape[2:]), 255, dtype=np.uint8)
-        caption = f"{row['image']}: HR | bicubic {row['bicubic_psnr_y']:.2f} dB | SR {row['psnr_y']:.2f} dB"
-        panel = wandb.Image(np.concatenate([hr, gap, bicubic, gap, sr], axis=1), caption=caption)
+        caption = (f"{row['image']}: LR (nearest) | bicubic {row['bicubic_psnr_y']:.2f} dB | "
+                   f"SR {row['psnr_y']:.2f} dB | HR")
+        panel = wandb.Image(np.concatenate([lr, gap, bicubic, gap, sr, gap, hr], axis=1), caption=caption)
         panels.setdefault(f"eval/panels/{row['set']}", []).append(panel)
     return panels

@@ -31,7 +31,7 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group,option", all_options())
 def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
     overrides = [f"{group}={option}"]
-    if group == "loss" and option == "perceptual" or option == "unet_perceptual":
+    if option in ("perceptual", "unet_perceptual", "esrgan", "realesrgan") and group in ("loss", "experiment"):
         overrides.append("loss.terms.perceptual.fn.weights=random")  # no ImageNet file offline
     if group == "data" and option in ("folder", "store"):
         overrides.append(f"data.train_dir={tmp_path}")

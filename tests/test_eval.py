@@ -148,12 +148,12 @@ def test_wandb_gets_the_per_image_table_and_crop_panels_offline(images, make_cfg
     (run,) = run_dir.glob("wandb/offline-run-*")
     (table_file,) = (run / "files" / "media" / "table" / "eval").glob("images_*.table.json")
     table = json.loads(table_file.read_text())
-    assert table["columns"][:3] == ["set", "image", "psnr_y"] and table["columns"][-3:] == ["HR", "bicubic", "SR"]
+    assert table["columns"][:3] == ["set", "image", "psnr_y"] and table["columns"][-4:] == ["LR", "bicubic", "SR", "HR"]
     assert len(table["data"]) == 3
     panels = sorted((run / "files" / "media" / "images" / "eval" / "panels").glob("Set_*.png"))
     assert len(panels) == 3
     w, h = Image.open(panels[0]).size
-    assert (w, h) == (3 * 16 + 4, 16)  # HR | bicubic | SR with 2-px gaps
+    assert (w, h) == (4 * 16 + 6, 16)  # LR | bicubic | SR | HR with 2-px gaps
 
 
 def test_csv_logger_gets_the_set_means(images, make_cfg):
@@ -170,3 +170,24 @@ def test_crop_window_is_where_bicubic_is_worst():
     assert (top, left, size) == (40, 48, 16)
     assert Crops(200).window(hr, bicubic)[2] == 64  # never larger than the image
 
+
+
+def test_eval_with_a_degradation_is_seeded_and_shows_the_lr(images, ckpt, make_cfg, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = ["eval.degradation=realesrgan", "eval.save_images=true", "eval.crop_size=16"]
+    first, rows, run_dir = run_eval(make_cfg, [images], f"ckpt_path={ckpt}", *args, "logger=wandb")
+    again, _, _ = run_eval(make_cfg, [images], f"ckpt_path={ckpt}", *args)
+    bicubic, _, _ = run_eval(make_cfg, [images], f"ckpt_path={ckpt}")
+    assert first == again  # the same LR in every eval
+    assert first["Set/bicubic_psnr_y"] < bicubic["Set/bicubic_psnr_y"] - 1  # realesrgan LR is much worse
+    lr = Image.open(run_dir / "images" / "Set" / "img00_lr.png")
+    assert lr.size == (44 // 2, 50 // 2)  # the net's input, saved beside its output
+    (run,) = run_dir.glob("wandb/offline-run-*")
+    (panel,) = sorted((run / "files" / "media" / "images" / "eval" / "panels").glob("Set_*.png"))[:1]
+    strip = np.asarray(Image.open(panel).convert("L")).astype(float)
+    lr_tile = strip[:, :16]
+    assert (lr_tile[::2, ::2] == lr_tile[1::2, 1::2]).all()  # 2 x 2 blocks: nearest-upsampled LR
+    with pytest.raises(SrlabError, match="eval.degradation=blurry: use null"):
+        run_eval(make_cfg, [images], f"ckpt_path={ckpt}", "eval.degradation=blurry")
+    with pytest.raises(SrlabError, match="needs a checkpoint"):
+        run_eval(make_cfg, [images], "scale=2", "eval.degradation=train")

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from srlab.cli import _find_user_error, user_error_message
 from srlab.data.prepared import prepare_store
+from srlab.losses import vgg
 from srlab.train import train
 
 
@@ -54,3 +56,64 @@ def test_paper_net_recipe_and_fast_dev_run(experiment, image_folder, make_cfg, t
                     "trainer.precision=32-true", "data.val_crop=32", *TINY_NETS[experiment]], fast=False)
     metrics = train(cfg)
     assert metrics["train/steps"] == 1 and "val/psnr_y" in metrics
+
+
+# ---- ESRGAN / Real-ESRGAN ----
+RANDOM_VGG = "loss.terms.perceptual.fn.weights=random"
+SMALL_GAN = ["approach.critic.channels=4", "trainer.log_every_n_steps=1", "data.val_crop=32"]
+
+
+def test_esrgan_recipe(make_cfg):
+    cfg = make_cfg(["experiment=esrgan"], fast=False)
+    assert cfg.approach.critic._target_.endswith("VGGCritic") and cfg.approach.critic.input_size == 128
+    assert cfg.approach.adversarial.kind == "ragan" and cfg.approach.adv_weight == 5e-3
+    assert cfg.loss.terms.l1.weight == 0.01 and cfg.loss.terms.perceptual.weight == 1.0
+    fn = cfg.loss.terms.perceptual.fn
+    assert fn.arch == "vgg19" and dict(fn.layers) == {"conv5_4": 1.0} and fn.distance == "l1"
+    assert list(cfg.approach.scheduler.milestones) == [50000, 100000, 200000, 300000]
+    assert cfg.approach.optimizer.lr == cfg.approach.critic_optimizer.lr == 1e-4
+    assert cfg.data.patch_size == 128 and cfg.degradation._target_.endswith("BicubicDegradation")
+
+
+@pytest.mark.slow  # ~10-15 s on 2 busy cores: VGG19 up to conv5_4 on CPU
+def test_esrgan_fast_dev_run(make_cfg):
+    metrics = train(make_cfg(["experiment=esrgan", RANDOM_VGG, "debug=fdr", *SMALL_GAN]))
+    assert metrics["train/steps"] == 2 and "val/psnr_y" in metrics  # one batch: generator + critic
+
+
+def test_realesrgan_recipe(make_cfg):
+    cfg = make_cfg(["experiment=realesrgan"], fast=False)
+    assert cfg.approach.critic._target_.endswith("UNetCritic") and cfg.approach.critic.use_spectral_norm
+    assert cfg.approach.adversarial.kind == "vanilla" and cfg.approach.adv_weight == 0.1
+    assert dict(cfg.loss.terms.perceptual.fn.layers) == {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0,
+                                                          "conv4_4": 1.0, "conv5_4": 1.0}
+    assert cfg.degradation._target_.endswith("RealESRGAN") and cfg.degradation.pool_size == 180
+    assert cfg.degradation.sharpen_gt.weight == 0.5 and cfg.approach.ema.decay == 0.999
+    assert cfg.data.patch_size == 256 and cfg.data.batch_size == 12
+
+
+@pytest.mark.slow  # ~20-30 s on 2 busy cores: two runs, VGG19 on CPU
+def test_realesrgan_starts_from_a_realesrnet_run(make_cfg, tmp_path):
+    psnr = make_cfg(["experiment=realesrnet", "trainer.max_steps=1", "trainer.val_check_interval=1", "data.val_crop=32"],
+                    run_dir=tmp_path / "psnr")
+    train(psnr)
+    ckpt = tmp_path / "psnr" / "checkpoints" / "last.ckpt"
+    metrics = train(make_cfg(["experiment=realesrgan", RANDOM_VGG, "debug=fdr", f"approach.init_from={ckpt}",
+                              *SMALL_GAN], run_dir=tmp_path / "gan"))
+    assert metrics["train/steps"] == 2 and "val/psnr_y" in metrics
+
+
+@pytest.mark.parametrize("experiment", ["esrgan", "realesrgan"])
+def test_without_the_vgg19_file_offline_the_run_stops_with_one_line(experiment, make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+
+    def offline(url, path):
+        raise OSError("offline")
+
+    monkeypatch.setattr(vgg, "_download", offline)
+    with pytest.raises(Exception) as err:
+        train(make_cfg([f"experiment={experiment}", "debug=fdr"]))
+    message = user_error_message(_find_user_error(err.value))
+    assert "\n" not in message
+    assert f"put vgg19-dcbb9e9d.pth in {tmp_path / 'th' / 'hub' / 'checkpoints'}/" in message
+    assert "loss.terms.perceptual.fn.weights=" in message

@@ -11,6 +11,8 @@ from srlab.checkpoint import load_net
 from srlab.errors import SrlabError
 from srlab.losses.adversarial import KINDS, AdversarialLoss
 from srlab.nets.patch_critic import PatchCritic
+from srlab.nets.unet_critic import UNetCritic
+from srlab.nets.vgg_critic import VGGCritic
 from srlab.train import train
 
 LOG2 = math.log(2)
@@ -113,3 +115,23 @@ def test_gan_resumes_at_the_same_step(image_folder, make_cfg, tmp_path):
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 8
     resumed = make_cfg(base + ["trainer.max_steps=12", f"ckpt_path={last}"], run_dir=tmp_path / "b")
     assert train(resumed)["train/steps"] == 12
+
+
+def test_vgg_critic_gives_one_logit_per_fixed_size_crop():
+    critic = VGGCritic(channels=4, input_size=64)
+    assert critic(torch.rand(3, 3, 64, 64)).shape == (3, 1)
+    with pytest.raises(ValueError, match="takes 64 px crops"):
+        critic(torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        VGGCritic(input_size=100)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in critic.modules()) == 9  # as ESRGAN's VGG128
+
+
+def test_unet_critic_gives_a_logit_per_pixel_with_spectral_norm():
+    critic = UNetCritic(channels=4)
+    assert critic(torch.rand(2, 3, 40, 24)).shape == (2, 1, 40, 24)
+    inner = [m for m in critic.modules() if isinstance(m, torch.nn.Conv2d)]
+    normed = [m for m in inner if hasattr(m, "parametrizations")]
+    assert len(inner) == 10 and len(normed) == 8  # all but the first and the last conv, as Real-ESRGAN
+    with pytest.raises(ValueError, match="multiples of 8"):
+        critic(torch.rand(1, 3, 36, 36))

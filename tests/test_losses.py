@@ -328,3 +328,16 @@ def test_perceptual_backbone_moves_with_its_parent_to_cuda():
     with torch.autocast("cuda", dtype=torch.bfloat16):
         value = model["loss"](model["net"](hr), hr)
     assert torch.isfinite(value)
+
+
+def test_conv_layers_are_taken_before_the_relu():
+    torch.manual_seed(0)
+    before = PerceptualLoss(layers={"conv5_4": 1.0}, arch="vgg19", weights="random")
+    assert len(before.backbone) == 35 and isinstance(before.backbone[34], torch.nn.Conv2d)  # truncated at conv5_4
+    x = torch.rand(1, 3, 32, 32)
+    conv = before.features(x)["conv5_4"]
+    after = PerceptualLoss(layers={"relu5_4": 1.0}, arch="vgg19", weights="random")
+    after._backbone.load_state_dict(before.backbone.state_dict(), strict=False)
+    assert conv.min() < 0 and torch.equal(after.features(x)["relu5_4"], conv.clamp_min(0))
+    names = vgg.layer_names(before.backbone)
+    assert names["conv1_2"] == 2 and names["relu1_2"] == 3 and names["conv5_4"] == 34

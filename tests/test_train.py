@@ -44,7 +44,11 @@ def test_run_directory_contract(trained):
         assert isinstance(saved[key], (int, float)), key
     assert saved["val/psnr_y"] == pytest.approx(metrics["val/psnr_y"])
     assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert len(list((run_dir / "samples").glob("*.png"))) >= 2
+    panels = sorted((run_dir / "samples").glob("*.png"))
+    assert len(panels) >= 2
+    from PIL import Image
+
+    assert Image.open(panels[0]).size == (4 * 48, 64)  # LR (nearest) | bicubic | SR | HR of a 48 x 64 val image
     ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["srlab_config"]["net"]["_target_"] == "srlab.nets.unet.UNet"
     assert ckpt["srlab_config"]["scale"] == 2

@@ -89,7 +89,7 @@ class SRApproach(pl.LightningModule):
         bicubic = imresize(lr, scale=self.scale)
         self.val_sr.update(sr, hr, batch.get("gray"))
         self.val_bicubic.update(bicubic, hr, batch.get("gray"))
-        # Returned for the sample-panel callback (LR-bicubic | SR | HR).
+        # Returned for the sample-panel callback (LR | bicubic | SR | HR; LR comes from the batch).
         return {"sr": sr.detach().clamp(0, 1), "bicubic": bicubic.clamp(0, 1)}
 
     def on_validation_epoch_end(self) -> None:

@@ -73,8 +73,9 @@ class GanSR(SRApproach):
         opt_g, opt_c = self.optimizers()
         n = hr.shape[0]
         sr = self.net(lr)
-        # the critic on HR, once per batch: with its graph for the critic step, detached for ragan's generator loss
-        real = self.critic(hr)
+        # the critic on HR, once per batch: with its graph for the critic step, detached for ragan's generator loss.
+        # With sharpened targets (realesrgan's sharpen_gt) the content loss sees them, the critic plain HR.
+        real = self.critic(batch.get("hr_plain", hr))
 
         # 1. generator, critic frozen (toggle_optimizer turns off the critic's requires_grad)
         self.toggle_optimizer(opt_g)

@@ -17,6 +17,9 @@ sources are 8-bit) and degrades the whole batch after it reached the GPU, in
 `on_after_batch_transfer`; "loader" degrades patch by patch in the loader workers. Both give
 the same LR (tests/test_data.py); per-patch MATLAB bicubic on CPU workers was what starved a
 GPU (issue 8). Validation LR is always made in the loader: it is seeded per image.
+A degradation with a `train_batch(batch, gray, generator)` method (realesrgan) gets the whole
+training batch instead and may also replace its HR (sharpened targets) and mix pairs across
+batches (its pool); it needs `degrade_on=device`.
 """
 
 from __future__ import annotations
@@ -125,6 +128,9 @@ class SRDataModule(pl.LightningDataModule):
             )
         length = max(len(train) * self.train_repeats, self.batch_size * world)
         on_loader = self.degrade_on == "loader"
+        if on_loader and hasattr(self.degradation, "train_batch"):
+            raise SrlabError(f"{type(self.degradation).__name__} works on whole batches (pair pool, sharpened "
+                             "HR): use data.degrade_on=device (it runs on the CPU too)")
         self.train_set = TrainPatches(train, self.degradation if on_loader else None,
                                       self.scale, self.patch_size, length, seed=self.seed)
         self.val_set = ValImages(val, self.degradation, self.scale, self.seed, self.val_crop)
@@ -158,6 +164,8 @@ class SRDataModule(pl.LightningDataModule):
         first = int(ids[0]) if ids is not None and len(ids) else 0
         generator = torch.Generator().manual_seed((1000003 * (self.seed + 1) + first) % 2**63)
         batch["hr"] = hr
+        if hasattr(self.degradation, "train_batch"):  # also changes the targets / mixes batches (realesrgan)
+            return self.degradation.train_batch(batch, gray, generator)
         batch["lr"] = self.degradation.batch(hr, gray=gray, generator=generator)
         return batch
 

@@ -33,11 +33,14 @@ DOWNLOAD_TIMEOUT_S = 15.0
 
 
 def layer_names(features: nn.Sequential) -> dict[str, int]:
-    """Map `reluB_C` (block B, conv C in that block, counted from 1) to its index in `features`."""
+    """Map `reluB_C` (block B, conv C in that block, counted from 1) to its index in `features`,
+    and `convB_C` to the conv's own index: its output before the activation (ESRGAN's conv5_4,
+    whose features are not yet sparse after the ReLU and keep brightness information)."""
     names, block, conv = {}, 1, 0
     for i, layer in enumerate(features):
         if isinstance(layer, nn.Conv2d):
             conv += 1
+            names[f"conv{block}_{conv}"] = i
         elif isinstance(layer, nn.ReLU):
             names[f"relu{block}_{conv}"] = i
         elif isinstance(layer, nn.MaxPool2d):
