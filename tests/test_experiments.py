@@ -7,6 +7,7 @@ from srlab.cli import _find_user_error, user_error_message
 from srlab.data.prepared import prepare_store
 from srlab.losses import vgg
 from srlab.train import train
+from tests.conftest import FAST
 
 
 def test_edsr_div2k_recipe_and_fast_dev_run(image_folder, make_cfg, tmp_path):
@@ -61,10 +62,13 @@ def test_paper_net_recipe_and_fast_dev_run(experiment, image_folder, make_cfg, t
 # ---- ESRGAN / Real-ESRGAN ----
 RANDOM_VGG = "loss.terms.perceptual.fn.weights=random"
 SMALL_GAN = ["approach.critic.channels=4", "trainer.log_every_n_steps=1", "data.val_crop=32"]
+# the FAST settings without the U-Net's keys, and a one-block RRDBNet (the generator of these recipes)
+TINY_RRDB = [o for o in FAST if not o.startswith("net.")] + TINY_NETS["rrdbnet"]
 
 
 def test_esrgan_recipe(make_cfg):
     cfg = make_cfg(["experiment=esrgan"], fast=False)
+    assert cfg.net._target_.endswith("RRDBNet") and cfg.net.n_blocks == 23
     assert cfg.approach.critic._target_.endswith("VGGCritic") and cfg.approach.critic.input_size == 128
     assert cfg.approach.adversarial.kind == "ragan" and cfg.approach.adv_weight == 5e-3
     assert cfg.loss.terms.l1.weight == 0.01 and cfg.loss.terms.perceptual.weight == 1.0
@@ -77,7 +81,7 @@ def test_esrgan_recipe(make_cfg):
 
 @pytest.mark.slow  # ~10-15 s on 2 busy cores: VGG19 up to conv5_4 on CPU
 def test_esrgan_fast_dev_run(make_cfg):
-    metrics = train(make_cfg(["experiment=esrgan", RANDOM_VGG, "debug=fdr", *SMALL_GAN]))
+    metrics = train(make_cfg(["experiment=esrgan", RANDOM_VGG, "debug=fdr", *SMALL_GAN, *TINY_RRDB], fast=False))
     assert metrics["train/steps"] == 2 and "val/psnr_y" in metrics  # one batch: generator + critic
 
 
@@ -94,12 +98,12 @@ def test_realesrgan_recipe(make_cfg):
 
 @pytest.mark.slow  # ~20-30 s on 2 busy cores: two runs, VGG19 on CPU
 def test_realesrgan_starts_from_a_realesrnet_run(make_cfg, tmp_path):
-    psnr = make_cfg(["experiment=realesrnet", "trainer.max_steps=1", "trainer.val_check_interval=1", "data.val_crop=32"],
-                    run_dir=tmp_path / "psnr")
+    psnr = make_cfg(["experiment=realesrnet", "trainer.max_steps=1", "trainer.val_check_interval=1", "data.val_crop=32",
+                     *TINY_RRDB], run_dir=tmp_path / "psnr", fast=False)
     train(psnr)
     ckpt = tmp_path / "psnr" / "checkpoints" / "last.ckpt"
     metrics = train(make_cfg(["experiment=realesrgan", RANDOM_VGG, "debug=fdr", f"approach.init_from={ckpt}",
-                              *SMALL_GAN], run_dir=tmp_path / "gan"))
+                              *SMALL_GAN, *TINY_RRDB], run_dir=tmp_path / "gan", fast=False))
     assert metrics["train/steps"] == 2 and "val/psnr_y" in metrics
 
 
@@ -112,7 +116,7 @@ def test_without_the_vgg19_file_offline_the_run_stops_with_one_line(experiment, 
 
     monkeypatch.setattr(vgg, "_download", offline)
     with pytest.raises(Exception) as err:
-        train(make_cfg([f"experiment={experiment}", "debug=fdr"]))
+        train(make_cfg([f"experiment={experiment}", "debug=fdr", *TINY_RRDB], fast=False))
     message = user_error_message(_find_user_error(err.value))
     assert "\n" not in message
     assert f"put vgg19-dcbb9e9d.pth in {tmp_path / 'th' / 'hub' / 'checkpoints'}/" in message
