@@ -121,12 +121,17 @@ def test_val_history_keeps_new_keys_and_skips_sanity_checks(tmp_path):
 
 
 def test_a_user_error_is_kept_in_the_run_log(tmp_path):
-    """The CLI prints the error line to the terminal; the run's log gets it too: status failed."""
-    res = subprocess.run([sys.executable, "-m", "srlab.train", "scale=5", "logger=none",
-                          f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
+    """The CLI prints the error line to the terminal; the run's log gets it too: status failed.
+    (A bad config value stops before the run exists and leaves no directory: test_schema.py.)"""
+    tiny = tmp_path / "tiny"
+    write_images(tiny, 2, size=(16, 16))  # smaller than the 128 px patch: found only at setup
+    res = subprocess.run([sys.executable, "-m", "srlab.train", "data=folder", f"data.train_dir={tiny}",
+                          "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True,
+                         timeout=120)
     assert res.returncode == 1
-    assert res.stderr.strip().splitlines() == ["error: scale=5 is not supported: use one of 2, 3, 4, 8"]
-    assert "error: scale=5" in (tmp_path / "run" / "train.log").read_text()
+    line = res.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: none of the ") and "training image(s) is usable" in line, res.stderr
+    assert line in (tmp_path / "run" / "train.log").read_text()
     runs, _, _ = compare([tmp_path / "run"], out=tmp_path / "cmp")
     assert runs[0].status == "failed"
 
