@@ -139,7 +139,7 @@ def upscale_file(net: nn.Module, loaded: tuple, dst: Path, scale: int, tile: int
         for _, band in bands_to_host(bands, timer):
             writer.write(band.numpy())
     except BaseException:
-        writer.stream.file.close()
+        writer.abort()
         dst.unlink(missing_ok=True)  # no half-written file that looks like a result
         raise
     writer.close()

@@ -60,6 +60,18 @@ def test_png_sub_filter_round_trips_and_compresses_smooth_images(tmp_path):
     assert sizes[1] < sizes[0] / 20  # ramps: Sub-filtered bytes are nearly constant
 
 
+def test_png_pieces_deflated_in_parallel_make_one_valid_zlib_stream(tmp_path, monkeypatch):
+    monkeypatch.setattr(PngStream, "PIECE", 1000)  # 2.8 rows of 16-bit RGBA per piece: many pieces
+    image = np.random.default_rng(2).integers(0, 65536, (50, 90, 4), dtype=np.uint16)
+    stream = PngStream(tmp_path / "p.png", 90, 50, 4, 16, level=6, workers=3)
+    for r in range(0, 50, 7):
+        stream.write(image[r:r + 7])
+    stream.close()
+    assert np.array_equal(read_png16(tmp_path / "p.png"), image)  # zlib.decompress checks the Adler-32
+    data = (tmp_path / "p.png").read_bytes()
+    assert data.count(b"IDAT") > 20  # one per piece, written in order
+
+
 def test_folder_with_corrupt_files_finishes(net_dir, tmp_path, make_cfg, capsys):
     make_ckpt(tmp_path / "m.ckpt")
     src = tmp_path / "in"
@@ -89,4 +101,29 @@ def test_profile_prints_the_split(net_dir, tmp_path, make_cfg, capsys):
     line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("profile a.png:"))
     seconds = {stage: float(t) for stage, t in re.findall(r"(read|net|blend|write|wall) ([0-9.]+)s", line)}
     assert set(seconds) == {"read", "net", "blend", "write", "wall"}, line
-    assert seconds["net"] > 0 and seconds["wall"] >= seconds["net"]
+    assert min(seconds.values()) >= 0 and seconds["wall"] >= seconds["net"]
+
+
+def test_a_failure_mid_image_leaves_no_file_and_no_thread(tmp_path):
+    import threading
+
+    import torch
+    from torch import nn
+
+    from srlab.errors import SrlabError
+    from srlab.upscale import upscale_file
+
+    class FailsOnThirdCall(nn.Module):
+        scale, calls = 2, 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls == 3:
+                raise SrlabError("out of luck")
+            return nn.functional.interpolate(x, scale_factor=2)
+
+    before = threading.active_count()
+    loaded = (torch.rand(3, 60, 30), False, None, 8)
+    with pytest.raises(SrlabError, match="out of luck"):  # tile 25: 3 rows of tiles, one band written
+        upscale_file(FailsOnThirdCall(), loaded, tmp_path / "x.png", 2, 25, 8, torch.device("cpu"), torch.float32)
+    assert not (tmp_path / "x.png").exists() and threading.active_count() == before
