@@ -23,8 +23,9 @@ blended there, so no seam shows:
 - Memory: the canvas holds one tile row (tile*scale rows, full width) plus the rows it
   shares with the next one; finished bands are handed on (`tile_bands` is a generator) so a
   writer can stream them to disk and no full-size output need exist. Working memory is
-  O(width * tile): flat in image height; `upscale_tiled` assembles a full tensor for callers
-  that want one.
+  O(width * tile height): flat in image height, and with `tile=None` the tile height shrinks
+  as the image widens (`auto_tile_height`), so it stays flat in width too. `upscale_tiled`
+  assembles a full tensor for callers that want one.
 - `tile=None`: on CUDA a 128 px probe measures the net's peak activation bytes per LR pixel
   and `tile_batch` tiles use half of the free GPU memory (tile capped at 1024); on CPU a
   fixed estimate of 640*scale^2 bytes per LR px (about five 32-channel float maps at HR
@@ -139,6 +140,16 @@ def auto_tile(net: nn.Module, scale: int, channels: int, overlap: int, align: in
 
 
 
+def auto_tile_height(width: int, scale: int, channels: int, tile: int, overlap: int, align: int = 1,
+                     budget: int | None = None) -> int:
+    """Tile height (LR px) for an image `width` LR px wide: a tile row's float canvas and the
+    uint8 bands in flight cost ~8 * scale^2 * width * channels bytes per LR row, and are kept
+    under `budget` (512 MiB, or 1/8 of the free RAM), so memory stays flat as images widen."""
+    budget = budget or min(512 << 20, available_ram() // 8)
+    rows = int(budget // (8 * scale**2 * width * channels)) // 16 * 16
+    return max(min_tile(overlap, align), min(tile, rows))
+
+
 def auto_tile_batch(device: torch.device) -> int:
     """Tiles per forward: several on a GPU (one small tile cannot fill it), one on a CPU."""
     return 4 if torch.device(device).type == "cuda" else 1
@@ -182,18 +193,21 @@ def _batches(cols: list[tuple[int, int]], tile_batch: int) -> list[list[int]]:
 @torch.inference_mode()
 def tile_bands(net: nn.Module, lr: torch.Tensor, scale: int, tile: int, overlap: int, device: torch.device,
                dtype: torch.dtype = torch.float32, tile_batch: int = 1, out_dtype: torch.dtype = torch.uint8,
-               clamp: bool = True, timer=None, progress: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
+               clamp: bool = True, timer=None, progress: bool = False,
+               tile_height: int | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (first HR row, band [rows, W, C] channels-last `out_dtype` on `device`), top to bottom.
 
     lr: [1,C,h,w] float in [0,1], any device. The net must already be on `device`/`dtype`.
+    Tiles are `tile_height` (default `tile`) by `tile` LR px.
     """
     timer = timer or _NoTimer()
     s, (_, _, h, w) = int(scale), lr.shape
     align = lr_alignment(net, s)
-    if tile < min_tile(overlap, align):
-        raise SrlabError(f"tile={tile} is too small for overlap={overlap}: use tile >= "
+    tile_height = tile_height or tile
+    if min(tile, tile_height) < min_tile(overlap, align):
+        raise SrlabError(f"tile={min(tile, tile_height)} is too small for overlap={overlap}: use tile >= "
                          f"{min_tile(overlap, align)} (3 x overlap + {align}) or a smaller overlap")
-    rows, cols = spans(h, tile, overlap, align), spans(w, tile, overlap, align)
+    rows, cols = spans(h, tile_height, overlap, align), spans(w, tile, overlap, align)
     wy = [v.to(device) for v in blend_weights(rows, s)]
     wx = [v.to(device) for v in blend_weights(cols, s)]
     batches, W = _batches(cols, max(1, int(tile_batch))), w * s
@@ -224,7 +238,7 @@ def tile_bands(net: nn.Module, lr: torch.Tensor, scale: int, tile: int, overlap:
             bar.update(len(group))
         with timer("blend"):
             finished = _finish(canvas[:, :done], out_dtype, clamp)
-            band = canvas[:, done:] if k + 1 < len(rows) else None
+            band = canvas[:, done:].clone() if k + 1 < len(rows) else None  # a copy frees the canvas
         yield y0, finished
     bar.close()
 
@@ -271,11 +285,13 @@ def upscale_tiled(net: nn.Module, lr: torch.Tensor, scale: int, tile: int | None
         raise SrlabError(f"overlap={overlap} must be >= 0")
     device, out_device, s = torch.device(device), torch.device(out_device), int(scale)
     net = net.to(device=device, dtype=dtype).eval()
-    tile_batch = tile_batch or auto_tile_batch(device)
+    tile_batch, tile_height = tile_batch or auto_tile_batch(device), None
     if tile is None:
-        tile = auto_tile(net, s, x.shape[1], overlap, lr_alignment(net, s), device, dtype, tile_batch)
+        align = lr_alignment(net, s)
+        tile = auto_tile(net, s, x.shape[1], overlap, align, device, dtype, tile_batch)
+        tile_height = auto_tile_height(x.shape[-1], s, x.shape[1], tile, overlap, align)
     bands = tile_bands(net, x, s, tile, overlap, device, dtype, tile_batch, out.dtype if out is not None else out_dtype,
-                       clamp, timer, progress)
+                       clamp, timer, progress, tile_height)
     if out_device.type == "cpu":
         bands = bands_to_host(bands, timer)
     H, W = x.shape[-2] * s, x.shape[-1] * s

@@ -50,7 +50,8 @@ from srlab.errors import SrlabError
 from srlab.image_writers import FORMATS, SUFFIXES, BackgroundWriter, PngStream, open_stream
 from srlab.imresize import imresize
 from srlab.profiling import StageTimer
-from srlab.tiling import auto_tile, auto_tile_batch, bands_to_host, lr_alignment, min_tile, tile_bands
+from srlab.tiling import (auto_tile, auto_tile_batch, auto_tile_height, bands_to_host, lr_alignment, min_tile,
+                          tile_bands)
 
 log = logging.getLogger(__name__)
 _GRAY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -125,17 +126,21 @@ def write_png16(arr: np.ndarray, path: Path, level: int = 6) -> None:
 
 def upscale_file(net: nn.Module, loaded: tuple, dst: Path, scale: int, tile: int, overlap: int,
                  device: torch.device, dtype: torch.dtype, tile_batch: int = 1, png_level: int = 1,
-                 progress: bool = False, timer: StageTimer | None = None) -> None:
-    """One image (as `read_input` returns it) -> `dst`, streamed band by band; the net is on `device`."""
+                 progress: bool = False, timer: StageTimer | None = None, auto_height: bool = False) -> None:
+    """One image (as `read_input` returns it) -> `dst`, streamed band by band; the net is on `device`.
+    auto_height: lower the tile height for wide images (`auto_tile_height`), when the tile was automatic."""
     image, gray, alpha, bits = loaded
     x, model = (image[:1], GrayNet(net)) if gray else (image, net)
     if alpha is not None:
         x, model = torch.cat([x, alpha]), AlphaNet(model, scale)
     h, w = x.shape[-2:]
+    tile_height = tile
+    if auto_height:
+        tile_height = auto_tile_height(w, scale, x.shape[0], tile, overlap, lr_alignment(model, scale))
     writer = BackgroundWriter(open_stream(dst, w * scale, h * scale, x.shape[0], bits, png_level), timer)
     try:
         bands = tile_bands(model, x[None], scale, tile, overlap, device, dtype, tile_batch,
-                           torch.uint16 if bits == 16 else torch.uint8, True, timer, progress)
+                           torch.uint16 if bits == 16 else torch.uint8, True, timer, progress, tile_height)
         for _, band in bands_to_host(bands, timer):
             writer.write(band.numpy())
     except BaseException:
@@ -226,6 +231,7 @@ def upscale(cfg: DictConfig) -> list[Path]:
                          str(cfg.get("format") or "png"))
     net = net.to(device=device, dtype=dtype).eval()
     align, tile, tile_batch = lr_alignment(net, scale), cfg.tile, int(cfg.get("tile_batch") or auto_tile_batch(device))
+    auto_height = tile is None
     if tile is None:  # decided once, for the colour net, and used for every file
         tile = auto_tile(net, scale, 3, overlap, align, device, dtype, tile_batch)
     if overlap < 0 or int(tile) < min_tile(overlap, align):
@@ -248,7 +254,7 @@ def upscale(cfg: DictConfig) -> list[Path]:
                 if isinstance(loaded, SrlabError):
                     raise loaded
                 upscale_file(net, loaded, dst, scale, int(tile), overlap, device, dtype, tile_batch, png_level,
-                             progress and len(pairs) == 1, timers[i])
+                             progress and len(pairs) == 1, timers[i], auto_height)
             except SrlabError as e:
                 if len(pairs) == 1:
                     raise

@@ -175,3 +175,20 @@ def test_peak_rss_grows_by_little_more_than_the_uint8_output():
     grown, out_bytes = result["grown_kib"] * 1024, result["out_bytes"]  # out: 27 MB uint8
     # An untiled run would hold a 108 MB float output plus 12-channel activations (108 MB).
     assert grown < out_bytes + 30e6, (grown, out_bytes)
+
+
+def test_tile_height_shrinks_for_wide_images_and_rectangular_tiles_stay_exact():
+    from srlab.tiling import auto_tile_height
+
+    budget = 64 << 20
+    narrow, wide = (auto_tile_height(w, 4, 3, 1024, 32, budget=budget) for w in (100, 4000))
+    assert narrow == 1024 and wide == 160  # 64 MiB / (8 * 16 * 4000 * 3) = 174 rows -> 160
+    assert auto_tile_height(10**6, 4, 3, 1024, 32, budget=budget) == min_tile(32)  # never below the minimum
+    torch.manual_seed(4)
+    net, x = LocalNet(scale=2, depth=3).eval(), torch.rand(3, 70, 90)
+    from srlab.tiling import tile_bands
+
+    bands = list(tile_bands(net, x[None], 2, 64, 12, torch.device("cpu"), tile_height=37, out_dtype=torch.float32))
+    assert len(bands) == 3  # 37-px tile rows over 70 px, 64-px columns
+    out = torch.cat([b for _, b in bands]).permute(2, 0, 1)
+    assert (out - whole(net, x)).abs().max().item() < 1e-5
