@@ -180,9 +180,9 @@ def test_peak_rss_grows_by_little_more_than_the_uint8_output():
 def test_tile_height_shrinks_for_wide_images_and_rectangular_tiles_stay_exact():
     from srlab.tiling import auto_tile_height
 
-    budget = 64 << 20
-    narrow, wide = (auto_tile_height(w, 4, 3, 1024, 32, budget=budget) for w in (100, 4000))
-    assert narrow == 1024 and wide == 160  # 64 MiB / (8 * 16 * 4000 * 3) = 174 rows -> 160
+    budget = 512 << 20
+    narrow, wide = (auto_tile_height(w, 4, 3, 1024, 32, budget=budget) for w in (1000, 4000))
+    assert narrow == 1024 and wide == 336  # 512 MiB / (8 * 16 * 4000 * 3) = 349 rows -> 336
     assert auto_tile_height(10**6, 4, 3, 1024, 32, budget=budget) == min_tile(32)  # never below the minimum
     torch.manual_seed(4)
     net, x = LocalNet(scale=2, depth=3).eval(), torch.rand(3, 70, 90)
