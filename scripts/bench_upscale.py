@@ -1,9 +1,9 @@
 """srlab-upscale on CPU: peak RSS at 1, 4 and 16 Mpx inputs, and tiled vs untiled throughput.
 
 Memory: each size runs in a fresh child process (peak RSS only ever grows): it builds the net,
-warms up on a small image, records ru_maxrss (baseline), then runs the CLI's own per-image
+warms up on a small image, records the RSS high-water mark (baseline, /proc VmHWM), then runs the CLI's own per-image
 path (`srlab.upscale.upscale_file`: read, tiled net, device blending, PNG streamed to disk by a
-writer thread) on a photo-like input and records ru_maxrss again. Reported: peak, baseline,
+writer thread) on a photo-like input and records the high-water mark again. Reported: peak, baseline,
 the float LR image (read_input's, the one buffer that grows with the image), and the uint8
 output that the pre-streaming path kept whole in memory (for comparison; now never allocated).
 Throughput: net+blend of the tiled path vs one whole-image forward of the same net (same
@@ -39,6 +39,15 @@ def tiny_net(scale: int):
     return net
 
 
+def peak_rss() -> int:
+    """This process's RSS high-water mark (VmHWM: unlike ru_maxrss, not inherited from the
+    parent at fork/exec, and the parent here held the large test images)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child(args) -> None:
     import torch
 
@@ -52,13 +61,14 @@ def child(args) -> None:
     out = src.with_name("out.png")
     warm = read_input(src.with_name("warm.png"))
     upscale_file(net, warm, out, args.scale, tile, args.overlap, cpu, torch.float32)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    baseline = peak_rss()
     timer, start = StageTimer(), time.perf_counter()
     with timer("read"):
         loaded = read_input(src)
-    upscale_file(net, loaded, out, args.scale, tile, args.overlap, cpu, torch.float32, timer=timer)
+    upscale_file(net, loaded, out, args.scale, tile, args.overlap, cpu, torch.float32, timer=timer,
+                 auto_height=not args.tile)
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss()
     h, w = loaded[0].shape[-2:]
     result = {"w": w, "h": h, "tile": tile, "peak": peak, "baseline": baseline, "wall": wall,
               "split": dict(timer.seconds), "input": loaded[0].numel() * 4, "old_output": h * w * args.scale**2 * 3}
