@@ -173,6 +173,12 @@ def _finish_(rows: torch.Tensor, out_dtype: torch.dtype, clamp: bool) -> torch.T
     return torch.empty(r, w, c, dtype=out_dtype, device=rows.device).copy_(rows.permute(1, 2, 0))
 
 
+def _ramp_ends(weights: torch.Tensor) -> tuple[int, int]:
+    """(a, b): weights[:a] and weights[b:] are the ramps, weights[a:b] are exactly 1."""
+    ones = (weights == 1).nonzero().flatten()
+    return (int(ones[0]), int(ones[-1]) + 1) if len(ones) else (len(weights), len(weights))
+
+
 def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """The LR image on `device`, once; on CUDA through pinned memory, without waiting."""
     if device.type == "cuda" and x.device.type == "cpu":
@@ -210,8 +216,9 @@ def tile_bands(net: nn.Module, lr: torch.Tensor, scale: int, tile: int, overlap:
         raise SrlabError(f"tile={min(tile, tile_height)} is too small for overlap={overlap}: use tile >= "
                          f"{min_tile(overlap, align)} (3 x overlap + {align}) or a smaller overlap")
     rows, cols = spans(h, tile_height, overlap, align), spans(w, tile, overlap, align)
-    wy = [v.to(device) for v in blend_weights(rows, s)]
-    wx = [v.to(device) for v in blend_weights(cols, s)]
+    wy, wx = blend_weights(rows, s), blend_weights(cols, s)
+    ramps_y, ramps_x = [_ramp_ends(v) for v in wy], [_ramp_ends(v) for v in wx]
+    wy, wx = [v.to(device) for v in wy], [v.to(device) for v in wx]
     batches, W = _batches(cols, max(1, int(tile_batch))), w * s
     x = _to_device(lr, device)
     band = None  # float rows this tile row shares with the next one
@@ -241,7 +248,11 @@ def tile_bands(net: nn.Module, lr: torch.Tensor, scale: int, tile: int, overlap:
                     x0 = cols[j][0] * s
                     fresh = cols[j - 1][1] * s if j > 0 else x0  # columns left of it the last tile covered
                     yi = y[i] if y.dtype == torch.float32 else y[i].float()
-                    yi.mul_(wy[k][:, None]).mul_(wx[j])
+                    (a, b), (c, d) = ramps_y[k], ramps_x[j]  # weights are 1 outside the ramps: skip them
+                    yi[:, :a].mul_(wy[k][:a, None])
+                    yi[:, b:].mul_(wy[k][b:, None])
+                    yi[:, :, :c].mul_(wx[j][:c])
+                    yi[:, :, d:].mul_(wx[j][d:])
                     canvas[:, :top, x0:x0 + width] += yi[:, :top]
                     canvas[:, top:, x0:fresh] += yi[:, top:, :fresh - x0]
                     canvas[:, top:, fresh:x0 + width] = yi[:, top:, fresh - x0:]
