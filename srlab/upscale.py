@@ -239,6 +239,8 @@ def upscale(cfg: DictConfig) -> list[Path]:
                          f"{min_tile(max(overlap, 0), align)} (3 x overlap + {align})")
     progress, profile = bool(cfg.get("progress", True)), bool(cfg.get("profile", False))
     png_level = int(cfg.get("png_compression", 1))
+    if not 0 <= png_level <= 9:  # checked here too, or every image of a folder would be "skipped"
+        raise SrlabError(f"png_compression={png_level} must be 0 (none, fastest) ... 9 (smallest)")
     total, start = StageTimer(), time.perf_counter()
     written, failed = [], []
     bar = tqdm(pairs, desc="images", unit="img", disable=not progress or len(pairs) == 1)
