@@ -52,7 +52,8 @@ def child(args) -> None:
     import torch
 
     from srlab.profiling import StageTimer
-    from srlab.tiling import auto_tile, upscale_tiled
+    from srlab.tile_size import auto_tile
+    from srlab.tiling import upscale_tiled
     from srlab.upscale import read_input, upscale_file
 
     net, src = tiny_net(args.scale), Path(args.child)

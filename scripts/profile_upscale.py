@@ -24,7 +24,8 @@ import torch
 from PIL import Image
 
 from srlab.profiling import StageTimer
-from srlab.tiling import auto_tile, auto_tile_batch, upscale_tiled
+from srlab.tile_size import auto_tile, auto_tile_batch
+from srlab.tiling import upscale_tiled
 from srlab.upscale import pick_device, read_input, upscale_file
 
 

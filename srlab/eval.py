@@ -35,7 +35,8 @@ from srlab.errors import SrlabError
 from srlab.eval_report import Crops, log_results, print_table, write_results
 from srlab.imresize import imresize
 from srlab.metrics import luma, quantize, sr_metrics, y_only_metrics
-from srlab.tiling import auto_tile, auto_tile_batch, lr_alignment, upscale_tiled
+from srlab.tile_size import auto_tile, auto_tile_batch, lr_alignment
+from srlab.tiling import upscale_tiled
 from srlab.upscale import GrayNet, pick_device
 
 log = logging.getLogger(__name__)

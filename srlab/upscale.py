@@ -50,8 +50,8 @@ from srlab.errors import SrlabError
 from srlab.image_writers import FORMATS, SUFFIXES, BackgroundWriter, PngStream, open_stream
 from srlab.imresize import imresize
 from srlab.profiling import StageTimer
-from srlab.tiling import (auto_tile, auto_tile_batch, auto_tile_height, bands_to_host, lr_alignment, min_tile,
-                          tile_bands)
+from srlab.tile_size import auto_tile, auto_tile_batch, auto_tile_height, lr_alignment, min_tile
+from srlab.tiling import bands_to_host, tile_bands
 
 log = logging.getLogger(__name__)
 _GRAY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}

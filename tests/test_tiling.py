@@ -13,7 +13,8 @@ from torch.utils._pytree import tree_leaves
 
 from srlab.errors import SrlabError
 from srlab.imresize import imresize
-from srlab.tiling import lr_alignment, min_tile, spans, upscale_tiled
+from srlab.tile_size import lr_alignment, min_tile
+from srlab.tiling import spans, upscale_tiled
 
 
 class LocalNet(nn.Module):
@@ -178,7 +179,7 @@ def test_peak_rss_grows_by_little_more_than_the_uint8_output():
 
 
 def test_tile_height_shrinks_for_wide_images_and_rectangular_tiles_stay_exact():
-    from srlab.tiling import auto_tile_height
+    from srlab.tile_size import auto_tile_height
 
     budget = 512 << 20
     narrow, wide = (auto_tile_height(w, 4, 3, 1024, 32, budget=budget) for w in (1000, 4000))
