@@ -14,7 +14,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,tensorboard,optuna,launchers]'
+	$(BIN)/pip install --quiet -e '.[test,tensorboard,optuna,launchers,onnx]'
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install srlab (idempotent)

@@ -16,11 +16,15 @@ each image's LR drawn from a generator seeded by `eval.seed` + its index in the 
 evals see the same LR. The W&B crops and `eval.save_images` then show that LR (upsampled
 nearest) beside bicubic, SR and HR, so a reader sees what the net was asked to undo.
 The net is rebuilt from the checkpoint's own saved config, so no training override needs
-repeating. Results: printed table, `per_image.csv`, `metrics.json` (`<set>/psnr_y`,
+repeating. The net runs through the same tiled fast path as srlab-upscale (`srlab.tiling`:
+batched tiles, blending on the device, results kept on the device for the metrics; an image
+that fits one tile is exactly net(lr)), and the next image is decoded in a thread meanwhile,
+so a large set is bounded by the net. Results: printed table, `per_image.csv`, `metrics.json` (`<set>/psnr_y`,
 `<set>/bicubic_psnr_y`, `<set>/n_images`, ...) and, with `logger=wandb`, a W&B table with
 crops (see srlab/eval_report.py).
 """
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import hydra
@@ -37,6 +41,8 @@ from srlab.errors import SrlabError
 from srlab.eval_report import Crops, log_results, print_table, write_results
 from srlab.imresize import imresize
 from srlab.metrics import luma, quantize, sr_metrics, y_only_metrics
+from srlab.tile_size import auto_tile, auto_tile_batch, lr_alignment
+from srlab.tiling import upscale_tiled
 from srlab.upscale import GrayNet, pick_device
 
 log = logging.getLogger(__name__)
@@ -49,8 +55,22 @@ def set_name(folder: str | Path) -> str:
     return path.parent.name if path.name.lower() == "hr" else path.name
 
 
+def tiled_forward(net: torch.nn.Module, scale: int, device: torch.device, tile: int | None, overlap: int,
+                  tile_batch: int | None):
+    """lr [1,C,h,w] on `device` -> net(lr) [1,C,H,W] on `device`, unclamped, through the tiler."""
+    tile_batch = int(tile_batch or auto_tile_batch(device))
+    if tile is None:
+        tile = auto_tile(net, scale, 3, overlap, lr_alignment(net, scale), device, torch.float32, tile_batch)
+
+    def forward(lr: torch.Tensor) -> torch.Tensor:
+        return upscale_tiled(net, lr, scale, int(tile), overlap, device, out_dtype=torch.float32, tile_batch=tile_batch,
+                             out_device=device, clamp=False)
+
+    return forward
+
+
 @torch.no_grad()
-def super_resolve(net: torch.nn.Module, lr: torch.Tensor, self_ensemble: bool) -> torch.Tensor:
+def super_resolve(net, lr: torch.Tensor, self_ensemble: bool) -> torch.Tensor:
     """net(lr), or EDSR's x8 self-ensemble: mean over the 8 flips/rotations, each undone."""
     if not self_ensemble:
         return net(lr)
@@ -150,16 +170,22 @@ def evaluate(cfg: DictConfig) -> dict:
 
         lpips = LPIPS(str(cfg.eval.lpips)).to(device)
     run_dir = Path(cfg.paths.output_dir)
+    forward = tiled_forward(net, scale, device, cfg.eval.get("tile"), int(cfg.eval.get("overlap", 32)),
+                            cfg.eval.get("tile_batch"))
     crops = Crops(int(cfg.eval.get("crop_size") or 0)) if cfg.get("logger") else None
     rows, metrics = [], {}
+    reader = ThreadPoolExecutor(1)  # decodes image i+1 while image i is measured
     for folder in cfg.eval.sets:
         name, files = set_name(folder), list_images(folder, what="eval.sets entry")
         set_rows = []
+        pending = reader.submit(read_image, files[0])
         for index, path in enumerate(files):
-            hr, gray = read_image(path)
+            hr, gray = pending.result()
+            if index + 1 < len(files):
+                pending = reader.submit(read_image, files[index + 1])
             h, w = (hr.shape[-2] // scale) * scale, (hr.shape[-1] // scale) * scale
             hr = hr[:, :h, :w].unsqueeze(0).to(device)
-            values, images = measure(net, hr, gray, scale, channels, bool(cfg.eval.self_ensemble), lpips,
+            values, images = measure(forward, hr, gray, scale, channels, bool(cfg.eval.self_ensemble), lpips,
                                      degrade, int(cfg.eval.get("seed", 0)) + index)
             set_rows.append({"set": name, "image": path.name, **values})
             if crops is not None:
@@ -173,6 +199,7 @@ def evaluate(cfg: DictConfig) -> dict:
                 metrics[f"{name}/{key}"] = sum(r[key] for r in set_rows) / len(set_rows)
         metrics[f"{name}/n_images"] = len(set_rows)
         rows += set_rows
+    reader.shutdown()
 
     write_results(rows, metrics, run_dir)
     print_table(metrics, [set_name(s) for s in cfg.eval.sets], scale, channels, run_dir)

@@ -7,6 +7,10 @@ strings, numbers and tensors, so it loads with `torch.load(weights_only=True)` a
 `srlab.checkpoint.load_net` rebuilds the net without Hydra or Lightning. When the
 `safetensors` package is installed a `.safetensors` twin is written too (config in its
 metadata), for tools that only accept that format.
+
+`format=onnx` writes `<stem>.onnx` instead (`srlab.onnx_export`): dynamic batch/height/width,
+input "lr" [N,3,h,w] in [0,1], output "sr" [N,3,h*s,w*s] (not clamped), verified against
+PyTorch with onnxruntime before the command returns.
 """
 
 from __future__ import annotations
@@ -31,12 +35,25 @@ def default_output(ckpt_path: str | Path) -> Path:
 
 
 def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkpoint: bool = False,
-           safetensors: bool | str = "auto") -> list[Path]:
+           safetensors: bool | str = "auto", format: str = "srlab") -> list[Path]:
     """Write the inference file(s) for `ckpt_path`; returns the paths written."""
+    if format not in ("srlab", "onnx"):
+        raise SrlabError(f"format={format} is not one of srlab, onnx")
     net, info = load_net(ckpt_path, trust_checkpoint=trust_checkpoint)
     out = Path(output) if output else default_output(ckpt_path)
+    if format == "onnx" and not output:  # best.ckpt, best.srlab.pt -> best.onnx
+        stem = Path(ckpt_path).name
+        for suffix in (".ckpt", ".pt", ".safetensors", ".srlab"):
+            stem = stem.removesuffix(suffix)
+        out = Path(ckpt_path).with_name(f"{stem}.onnx")
     if out.resolve() == Path(ckpt_path).resolve():
         raise SrlabError(f"output={out} would overwrite the checkpoint: choose another file name")
+    if format == "onnx":
+        from srlab.onnx_export import export_onnx
+
+        diff = export_onnx(net, out)
+        print(f"onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
+        return [out]
     # clone(): tensors that share storage with others (views) would drag the whole storage along.
     state_dict = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     payload = {"format": EXPORT_FORMAT, "net_config": info["net_config"], "scale": info["scale"],
@@ -63,7 +80,7 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
 def main(cfg: DictConfig) -> None:
     with user_errors():
         for path in export(cfg.ckpt_path, cfg.get("output"), bool(cfg.get("trust_checkpoint", False)),
-                           cfg.get("safetensors", "auto")):
+                           cfg.get("safetensors", "auto"), str(cfg.get("format", "srlab"))):
             print(path)
 
 

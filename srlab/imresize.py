@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from srlab.errors import SrlabError
 
@@ -165,6 +166,9 @@ def imresize(
     if (scale is None) == (size is None):
         raise SrlabError("imresize: give exactly one of scale=... or size=(h, w)")
     kname, antialias = _resolve_kernel(kernel, antialias)
+    if torch.onnx.is_in_onnx_export() and size is None and float(scale).is_integer() and scale >= 2 \
+            and kname == "cubic":
+        return upsample_int(x, int(scale), kname)  # sizes that follow the input (see upsample_int)
     in_h, in_w = x.shape[-2], x.shape[-1]
     if scale is not None:
         if not scale > 0:
@@ -188,3 +192,35 @@ def imresize(
         elif axis == "w" and do_w:
             out = _apply_w(out, _blocks_on(in_w, out_w, sw, kname, antialias, dt, dev))
     return out
+
+
+@functools.lru_cache(maxsize=32)
+def _phase_taps(scale: int, kernel: str) -> torch.Tensor:
+    """[scale, 2R+1] float64: output pixel s*i+p = sum_t taps[p, t] * in[i + t - R], read off an
+    interior row of `_weights` (upscaling by an integer repeats the same taps every s rows)."""
+    n = 32
+    mat = _weights(n, n * scale, float(scale), kernel, True)[n // 2 * scale:(n // 2 + 1) * scale]
+    cols = (mat != 0).any(dim=0).nonzero().flatten()
+    radius = int(max(n // 2 - cols[0], cols[-1] - n // 2))
+    return mat[:, n // 2 - radius:n // 2 + radius + 1]
+
+
+def _upsample_axis(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """[N,1,H,W] -> [N,1,H*s,W]: symmetric padding, one conv with s output phases, interleaved."""
+    s, radius = taps.shape[0], (taps.shape[1] - 1) // 2
+    padded = torch.cat([x[:, :, :radius].flip(2), x, x[:, :, -radius:].flip(2)], dim=2)
+    phases = F.conv2d(padded, taps.to(x)[:, None, :, None])  # [N, s, H, W]
+    return phases.permute(0, 2, 1, 3).reshape(phases.shape[0], 1, -1, phases.shape[-1])
+
+
+def upsample_int(x: torch.Tensor, scale: int, kernel: str = "cubic") -> torch.Tensor:
+    """imresize(x, scale) for an integer scale >= 2 as convolutions whose shape follows the input's:
+    what an exported graph (ONNX, dynamic height/width) needs, where `_weights` would freeze the
+    tracing image's size into constant matrices. Equal to imresize up to float rounding for
+    inputs of at least 3 px (symmetric padding of the taps' radius)."""
+    kname, _ = _resolve_kernel(kernel, True)
+    taps = _phase_taps(int(scale), kname)
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    flat = x.reshape(-1, 1, h, w)
+    out = _upsample_axis(_upsample_axis(flat, taps).transpose(2, 3), taps).transpose(2, 3)
+    return out.reshape(*lead, out.shape[-2], out.shape[-1])

@@ -1,29 +1,36 @@
 """srlab-upscale: super-resolve an image file or a folder of them with a trained net.
 
-    srlab-upscale ckpt_path=<.ckpt or .srlab.pt> input=<file|folder> [output=<file.png|folder>]
-                  [tile=null overlap=32 half=false device=auto trust_checkpoint=false]
+    srlab-upscale ckpt_path=<.ckpt or .srlab.pt> input=<file|folder> [output=<file.png|.tif|folder>]
+                  [tile=null tile_batch=null overlap=32 half=false device=auto format=png
+                   png_compression=1 profile=false trust_checkpoint=false]
 
 The sequence: load the net (`srlab.checkpoint`, weights_only unless trusted) -> list the
-inputs -> for each image: read it, upscale it tile by tile (`srlab.tiling`, memory bounded
-for any image size), write a PNG. What the file was is kept:
-- alpha: upscaled apart with MATLAB bicubic (`imresize`) and re-attached (RGBA / LA PNG);
-  the net only ever sees colour. `read_image` composites alpha away, hence `read_input`.
+inputs -> for each image: read it (the next one is read in a thread meanwhile), upscale it
+tile row by tile row (`srlab.tiling`: batched tiles, blended on the device), and stream the
+finished rows into the output file from a writer thread (`srlab.image_writers`), so neither
+the GPU nor the encoder waits for the other and no full-size output is ever held.
+`profile=true` prints the read / net / blend / write split (`srlab.profiling`).
+What the file was is kept:
+- alpha: upscaled with MATLAB bicubic (`imresize`) in the same tiled pass (`AlphaNet`)
+  and re-attached (RGBA / LA); the net only ever sees colour. `read_image` composites
+  alpha away, hence `read_input`.
 - grayscale: the net runs on the gray channel repeated to RGB and its output channels are
   averaged back, before quantisation, into a single-channel PNG.
 - 16-bit (PNG/TIFF): written as a 16-bit PNG. Pillow decodes 16-bit *colour* PNGs to 8
   bits, so those gain the bit depth but not the precision; 16-bit gray PNG and 16-bit
   colour TIFF (via tifffile, in `read_image`) keep it.
-A folder is walked recursively; outputs keep the relative names, with a .png suffix. An
-unreadable file is reported and skipped; the run then exits 1 after the others are done.
+A folder is walked recursively; outputs keep the relative names, with the format's suffix.
+One progress bar counts images (with images/s); an unreadable file is reported on one line
+and skipped; the run then exits 1 after the others are done.
 Hydra parses the command line but writes no run directory or log file (configs/upscale.yaml).
 """
 
 from __future__ import annotations
 
 import logging
-import struct
 import sys
-import zlib
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import hydra
@@ -40,8 +47,11 @@ from srlab.config import CONFIG_DIR
 from srlab.data.images import read_image
 from srlab.data.sources import IMAGE_EXTENSIONS, list_images
 from srlab.errors import SrlabError
+from srlab.image_writers import FORMATS, SUFFIXES, BackgroundWriter, PngStream, open_stream
 from srlab.imresize import imresize
-from srlab.tiling import auto_tile, lr_alignment, min_tile, upscale_tiled
+from srlab.profiling import StageTimer
+from srlab.tile_size import auto_tile, auto_tile_batch, auto_tile_height, lr_alignment, min_tile
+from srlab.tiling import bands_to_host, tile_bands
 
 log = logging.getLogger(__name__)
 _GRAY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -62,15 +72,21 @@ class GrayNet(nn.Module):
         return self.net(x.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
 
 
-class AlphaResize(nn.Module):
-    """Bicubic (MATLAB) upscaling of the alpha channel, as a module so it can be tiled too."""
+class AlphaNet(nn.Module):
+    """Colour channels through `net`, the last one (alpha) through MATLAB bicubic: one tiled pass.
 
-    def __init__(self, scale: int):
+    Bicubic reaches 2 LR px, so with overlap >= 8 tiling leaves alpha exactly as imresize makes it.
+    """
+
+    def __init__(self, net: nn.Module, scale: int):
         super().__init__()
-        self.scale = scale
+        self.net, self.scale = net, scale
+        self.multiple, self.upsampling = getattr(net, "multiple", 1), getattr(net, "upsampling", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return imresize(x, scale=self.scale)
+        colour = self.net(x[:, :-1])
+        alpha = imresize(x[:, -1:].float(), scale=self.scale)  # float32 even for a half net
+        return torch.cat([colour, alpha.to(colour.dtype)], dim=1)
 
 
 def read_input(path: Path) -> tuple[torch.Tensor, bool, torch.Tensor | None, int]:
@@ -99,60 +115,50 @@ def read_input(path: Path) -> tuple[torch.Tensor, bool, torch.Tensor | None, int
     return t[:-1].expand(3, -1, -1).contiguous(), gray, t[-1:].contiguous(), bits
 
 
-def write_png16(arr: np.ndarray, path: Path) -> None:
-    """uint16 [H,W,C] (C = 1..4: gray, gray+alpha, RGB, RGBA) -> 16-bit PNG (Pillow cannot).
-
-    Rows are compressed in chunks (filter type 0) so no full-size byte copy is made.
-    """
+def write_png16(arr: np.ndarray, path: Path, level: int = 6) -> None:
+    """uint16 [H,W,C] (C = 1..4: gray, gray+alpha, RGB, RGBA) -> 16-bit PNG (Pillow cannot)."""
     h, w, c = arr.shape
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0)
-    compressor = zlib.compressobj(6)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header))
-        for r in range(0, h, 256):
-            rows = arr[r:r + 256].astype(">u2").reshape(-1, w * c).view(np.uint8)
-            raw = np.concatenate([np.zeros((rows.shape[0], 1), np.uint8), rows], axis=1)  # filter byte
-            data = compressor.compress(raw.tobytes())
-            if data:
-                f.write(chunk(b"IDAT", data))
-        f.write(chunk(b"IDAT", compressor.flush()) + chunk(b"IEND", b""))
+    stream = PngStream(path, w, h, c, 16, level)
+    for r in range(0, h, 256):
+        stream.write(arr[r:r + 256])
+    stream.close()
 
 
-def save_png(buf: torch.Tensor, path: Path) -> None:
-    """Channels-last uint8/uint16 [H,W,C] -> PNG (L, LA, RGB or RGBA by C)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = buf.numpy()
-    if arr.dtype == np.uint16:
-        write_png16(arr, path)
-    else:
-        Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path, format="PNG")
-
-
-def upscale_file(net: nn.Module, src: Path, dst: Path, scale: int, tile: int, overlap: int,
-                 device: torch.device, dtype: torch.dtype, progress: bool = False) -> None:
-    image, gray, alpha, bits = read_input(src)
-    colour = 1 if gray else 3
-    h, w = image.shape[-2:]
-    buf = torch.empty(h * scale, w * scale, colour + (alpha is not None),
-                      dtype=torch.uint16 if bits == 16 else torch.uint8)
-    planes = buf.permute(2, 0, 1)  # [C,H,W] view: the tiler writes straight into the PNG buffer
-    upscale_tiled(GrayNet(net) if gray else net, image[:colour], scale, tile, overlap, device, dtype,
-                  progress, out=planes[:colour])
+def upscale_file(net: nn.Module, loaded: tuple, dst: Path, scale: int, tile: int, overlap: int,
+                 device: torch.device, dtype: torch.dtype, tile_batch: int = 1, png_level: int = 1,
+                 progress: bool = False, timer: StageTimer | None = None, auto_height: bool = False) -> None:
+    """One image (as `read_input` returns it) -> `dst`, streamed band by band; the net is on `device`.
+    auto_height: lower the tile height for wide images (`auto_tile_height`), when the tile was automatic."""
+    image, gray, alpha, bits = loaded
+    x, model = (image[:1], GrayNet(net)) if gray else (image, net)
     if alpha is not None:
-        upscale_tiled(AlphaResize(scale), alpha, scale, tile, overlap, device, torch.float32, False,
-                      out=planes[colour:])
-    save_png(buf, dst)
+        x, model = torch.cat([x, alpha]), AlphaNet(model, scale)
+    h, w = x.shape[-2:]
+    tile_height = tile
+    if auto_height:
+        tile_height = auto_tile_height(w, scale, x.shape[0], tile, overlap, lr_alignment(model, scale))
+    writer = BackgroundWriter(open_stream(dst, w * scale, h * scale, x.shape[0], bits, png_level), timer)
+    try:
+        bands = tile_bands(model, x[None], scale, tile, overlap, device, dtype, tile_batch,
+                           torch.uint16 if bits == 16 else torch.uint8, True, timer, progress, tile_height)
+        for _, band in bands_to_host(bands, timer):
+            writer.write(band.numpy())
+    except BaseException:
+        writer.abort()
+        dst.unlink(missing_ok=True)  # no half-written file that looks like a result
+        raise
+    writer.close()
 
 
-def plan(input: str, output: str | None, scale: int) -> tuple[list[tuple[Path, Path]], Path]:
+def plan(input: str, output: str | None, scale: int, format: str = "png") -> tuple[list[tuple[Path, Path]], Path]:
     """-> ((source, destination) pairs, output file or folder); no input is ever overwritten.
 
-    Defaults: <file stem>_x<scale>.png next to a file, <folder>_x<scale>/ next to a folder.
+    Defaults: <file stem>_x<scale>.png (.tif) next to a file, <folder>_x<scale>/ next to a folder.
+    An output file's suffix (.png, .tif, .tiff) picks its format; folders get `format`'s.
     """
+    if format not in FORMATS:
+        raise SrlabError(f"format={format} is not one of {', '.join(FORMATS)}")
+    suffix = FORMATS[format]
     src = Path(input).expanduser()
     if not src.exists():
         raise SrlabError(f"input {src} not found: pass input=<image file or folder of images>")
@@ -164,19 +170,20 @@ def plan(input: str, output: str | None, scale: int) -> tuple[list[tuple[Path, P
                  if not p.resolve().is_relative_to(out_dir.resolve())]  # skip earlier outputs
         if not files:
             raise SrlabError(f"input {src}: its only images are under output={out_dir}; choose another output")
-        pairs = [(p, out_dir / p.relative_to(src).with_suffix(".png")) for p in files]
+        pairs = [(p, out_dir / p.relative_to(src).with_suffix(suffix)) for p in files]
         target = out_dir
     else:
         if src.suffix.lower() not in IMAGE_EXTENSIONS:
             raise SrlabError(f"input {src} is not an image file ({' '.join(IMAGE_EXTENSIONS)})")
         if output is None:
-            dst = src.with_name(f"{src.stem}_x{scale}.png")
+            dst = src.with_name(f"{src.stem}_x{scale}{suffix}")
         elif Path(output).expanduser().is_dir() or output.endswith(("/", "\\")):
-            dst = Path(output).expanduser() / f"{src.stem}.png"
+            dst = Path(output).expanduser() / f"{src.stem}{suffix}"
         else:
             dst = Path(output).expanduser()
-            if dst.suffix.lower() != ".png":
-                raise SrlabError(f"output={output}: outputs are PNG files, name it <name>.png (or a folder)")
+            if dst.suffix.lower() not in SUFFIXES:
+                raise SrlabError(f"output={output}: outputs are PNG or TIFF files, name it <name>.png or "
+                                 "<name>.tif (or a folder)")
         pairs, target = [(src, dst)], dst
     seen: dict[Path, Path] = {}
     for s, d in pairs:
@@ -188,7 +195,8 @@ def plan(input: str, output: str | None, scale: int) -> tuple[list[tuple[Path, P
     return pairs, target
 
 
-def pick_device(name: str, half: bool) -> tuple[torch.device, torch.dtype]:
+def pick_device(name: str, half: bool, precision: str = "fp16") -> tuple[torch.device, torch.dtype]:
+    """-> (device, dtype); half=true gives float16, or bfloat16 with precision=bf16 (CUDA only)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
@@ -197,34 +205,70 @@ def pick_device(name: str, half: bool) -> tuple[torch.device, torch.dtype]:
     if half and device.type != "cuda":
         log.warning("half=true needs a CUDA device; running in float32 on %s", device)
         half = False
-    return device, torch.float16 if half else torch.float32
+    if precision not in ("fp16", "bf16"):
+        raise SrlabError(f"precision={precision} is not one of fp16, bf16")
+    return device, (torch.bfloat16 if precision == "bf16" else torch.float16) if half else torch.float32
+
+
+def _timed_read(path: Path, timer: StageTimer | None):
+    """read_input, or the SrlabError it raised (so a prefetch thread hands failures over)."""
+    start = time.perf_counter()
+    try:
+        return read_input(path)
+    except SrlabError as e:
+        return e
+    finally:
+        if timer is not None:
+            timer.add("read", time.perf_counter() - start)
 
 
 def upscale(cfg: DictConfig) -> list[Path]:
     """Run the whole CLI for a composed config; returns the files written."""
-    device, dtype = pick_device(str(cfg.device), bool(cfg.half))
+    device, dtype = pick_device(str(cfg.device), bool(cfg.half), str(cfg.get("precision") or "fp16"))
     net, info = load_net(cfg.ckpt_path, trust_checkpoint=bool(cfg.trust_checkpoint))
     scale, overlap = info["scale"], int(cfg.overlap)
-    pairs, target = plan(str(cfg.input), None if cfg.output is None else str(cfg.output), scale)
-    net = net.to(device=device, dtype=dtype)
-    align, tile = lr_alignment(net, scale), cfg.tile
+    pairs, target = plan(str(cfg.input), None if cfg.output is None else str(cfg.output), scale,
+                         str(cfg.get("format") or "png"))
+    net = net.to(device=device, dtype=dtype).eval()
+    align, tile, tile_batch = lr_alignment(net, scale), cfg.tile, int(cfg.get("tile_batch") or auto_tile_batch(device))
+    auto_height = tile is None
     if tile is None:  # decided once, for the colour net, and used for every file
-        tile = auto_tile(net, scale, 3, overlap, align, device, dtype)
+        tile = auto_tile(net, scale, 3, overlap, align, device, dtype, tile_batch)
     if overlap < 0 or int(tile) < min_tile(overlap, align):
         raise SrlabError(f"tile={tile}, overlap={overlap}: need overlap >= 0 and tile >= "
                          f"{min_tile(max(overlap, 0), align)} (3 x overlap + {align})")
-    progress = bool(cfg.get("progress", True))
+    progress, profile = bool(cfg.get("progress", True)), bool(cfg.get("profile", False))
+    png_level = int(cfg.get("png_compression", 1))
+    if not 0 <= png_level <= 9:  # checked here too, or every image of a folder would be "skipped"
+        raise SrlabError(f"png_compression={png_level} must be 0 (none, fastest) ... 9 (smallest)")
+    total, start = StageTimer(), time.perf_counter()
     written, failed = [], []
-    for src, dst in tqdm(pairs, desc="images", unit="img", disable=not progress or len(pairs) == 1):
-        try:
-            upscale_file(net, src, dst, scale, int(tile), overlap, device, dtype, progress)
-        except SrlabError as e:
-            if len(pairs) == 1:
-                raise
-            tqdm.write(f"skipped: {e}", file=sys.stderr)
-            failed.append(str(e))
-            continue
-        written.append(dst)
+    bar = tqdm(pairs, desc="images", unit="img", disable=not progress or len(pairs) == 1)
+    with ThreadPoolExecutor(1) as reader:  # reads image i+1 while image i is upscaled
+        timers = [StageTimer(device if profile else None) for _ in pairs]
+        pending = reader.submit(_timed_read, pairs[0][0], timers[0])
+        for i, (src, dst) in enumerate(bar):
+            loaded = pending.result()
+            if i + 1 < len(pairs):
+                pending = reader.submit(_timed_read, pairs[i + 1][0], timers[i + 1])
+            image_start = time.perf_counter() - timers[i].seconds["read"]
+            try:
+                if isinstance(loaded, SrlabError):
+                    raise loaded
+                upscale_file(net, loaded, dst, scale, int(tile), overlap, device, dtype, tile_batch, png_level,
+                             progress and len(pairs) == 1, timers[i], auto_height)
+            except SrlabError as e:
+                if len(pairs) == 1:
+                    raise
+                tqdm.write(f"skipped: {e}", file=sys.stderr)
+                failed.append(str(e))
+                continue
+            written.append(dst)
+            total.merge(timers[i])
+            if profile:
+                tqdm.write(timers[i].line(str(src.name), time.perf_counter() - image_start))
+    if profile and len(pairs) > 1:
+        print(total.line(f"{len(written)} images", time.perf_counter() - start))
     if failed:
         raise SrlabError(f"{len(failed)} of {len(pairs)} images failed (first: {failed[0]}); the others are written")
     folder = Path(str(cfg.input)).expanduser().is_dir()

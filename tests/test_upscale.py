@@ -71,7 +71,7 @@ def sr(net, rgb: torch.Tensor) -> torch.Tensor:
 
 
 def read_png16(path: Path) -> np.ndarray:
-    """Decode the filter-0 16-bit PNGs `write_png16` makes (Pillow keeps only 8 bits of colour)."""
+    """Decode the 16-bit PNGs srlab writes (filter None or Sub; Pillow keeps only 8 bits of colour)."""
     data, pos, idat = path.read_bytes(), 8, b""
     while pos < len(data):
         length, tag = struct.unpack(">I4s", data[pos:pos + 8])
@@ -83,8 +83,10 @@ def read_png16(path: Path) -> np.ndarray:
     c = {0: 1, 4: 2, 2: 3, 6: 4}[color]
     assert depth == 16
     raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + w * c * 2)
-    assert (raw[:, 0] == 0).all()
-    return raw[:, 1:].copy().view(">u2").reshape(h, w, c).astype(np.uint16)
+    assert set(raw[:, 0]) <= {0, 1}
+    rows = raw[:, 1:].reshape(h, w, c * 2)
+    rows = np.where(raw[:, :1, None] == 1, np.cumsum(rows, axis=1, dtype=np.uint8), rows)  # undo Sub
+    return rows.reshape(h, -1).copy().view(">u2").reshape(h, w, c).astype(np.uint16)
 
 
 def test_cli_folder_of_mixed_images(net_dir, tmp_path):

@@ -44,6 +44,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Reflect-pad bottom/right so H and W are multiples of `multiple` (encoder strides)."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
+    if torch.onnx.is_in_onnx_export():  # no branch on sizes: the graph must fit any input size
+        return F.pad(x, (0, pw, 0, ph), mode="reflect")
     if ph == 0 and pw == 0:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"

@@ -49,15 +49,15 @@ class CVAEUNet(UNet):
         # better reconstruction) then stays there, costing ~4.5 nats of KL per latent forever.
         return mu, 10.0 * torch.tanh(logvar / 10.0)
 
-    def body(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def body(self, x: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
         skips = self.contract(x)
+        if z is None:  # the prior mean, shaped by the bottleneck itself (an exported graph follows any size)
+            z = torch.zeros_like(skips[-1][:, :1]).expand(-1, self.latent_channels, -1, -1)
         skips[-1] = self.inject(torch.cat([skips[-1], z], dim=1))  # the latent joins at the bottleneck
         return self.expand(skips)
 
     def forward(self, lr: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        if z is None:  # the prior mean: one deterministic answer
-            z = lr.new_zeros(self.latent_shape(lr))
-        return super().forward(lr, z=z)
+        return super().forward(lr, z=z)  # z = None: the prior mean (zeros), one deterministic answer
 
     @torch.no_grad()
     def sample(self, lr: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -1,0 +1,53 @@
+"""srlab-export format=onnx: every net in configs/net (new ones too, by globbing) exports with
+dynamic height/width and onnxruntime matches PyTorch within 1e-3 on [0, 1] images."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from srlab.checkpoint import EXPORT_FORMAT, instantiate
+from srlab.config import CONFIG_DIR
+from srlab.errors import SrlabError
+from srlab.export import export
+from srlab.onnx_export import check_onnx
+
+ort = pytest.importorskip("onnxruntime")
+NETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "net").glob("*.yaml"))
+SMALL = {"channels": 8, "n_blocks": 2, "depth": 2, "mid_channels": 8}  # only keys a net's config has
+
+
+def small_net_config(name: str, scale: int) -> dict:
+    net = OmegaConf.load(Path(CONFIG_DIR) / "net" / f"{name}.yaml")
+    cfg = OmegaConf.to_container(OmegaConf.merge({"scale": scale}, {"net": net}), resolve=True)["net"]
+    return {k: SMALL.get(k, v) if k in SMALL else v for k, v in cfg.items()}
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_onnx_matches_pytorch(name, tmp_path):
+    torch.manual_seed(0)
+    cfg = small_net_config(name, scale=2)
+    net = instantiate(cfg).eval()
+    with torch.no_grad():  # random weights everywhere: residual heads start at zero (net = bicubic)
+        for p in net.parameters():
+            p.normal_(0, 0.05)
+    path = tmp_path / "net.srlab.pt"
+    torch.save({"format": EXPORT_FORMAT, "net_config": cfg, "scale": 2, "state_dict": net.state_dict()}, path)
+    written = export(path, format="onnx")
+    assert written == [tmp_path / "net.onnx"]
+    for size in [(23, 31), (40, 17)]:  # neither is the 64x64 the graph was traced with
+        diff = check_onnx(written[0], net, size=size, batch=1, seed=1)
+        assert diff <= 1e-3, (name, size, diff)
+    with torch.no_grad():
+        assert (net(torch.rand(1, 3, 23, 31)) - torch.nn.functional.interpolate(
+            torch.rand(1, 3, 23, 31), scale_factor=2)).abs().max() > 0.01  # not a trivial net
+
+
+def test_onnx_export_keeps_srlab_default(tmp_path):
+    cfg = small_net_config("espcn", scale=3)
+    torch.save({"format": EXPORT_FORMAT, "net_config": cfg, "scale": 3,
+                "state_dict": instantiate(cfg).state_dict()}, tmp_path / "m.ckpt")
+    assert export(tmp_path / "m.ckpt", safetensors=False) == [tmp_path / "m.srlab.pt"]
+    with pytest.raises(SrlabError, match="format=tflite is not one of srlab, onnx"):
+        export(tmp_path / "m.ckpt", format="tflite")
