@@ -15,11 +15,23 @@ from srlab.onnx_export import check_onnx
 
 ort = pytest.importorskip("onnxruntime")
 NETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "net").glob("*.yaml"))
-SMALL = {"channels": 8, "n_blocks": 2, "depth": 2, "mid_channels": 8}  # only keys a net's config has
+SMALL = {"channels": 8, "n_blocks": 2, "depth": 2, "mid_channels": 8,  # only keys a net's config has
+         "n_groups": 1, "reduction": 4, "growth": 4, "embed_dim": 12, "depths": [2], "heads": [2],
+         "upsample_channels": 8}
+
+
+def load_net_yaml(name: str):
+    """A net config with its `defaults` (swinir_light extends swinir) merged in, as Hydra would."""
+    node = OmegaConf.load(Path(CONFIG_DIR) / "net" / f"{name}.yaml")
+    defaults = node.pop("defaults", [])
+    merged = OmegaConf.create()
+    for item in defaults:
+        merged = OmegaConf.merge(merged, node if item == "_self_" else load_net_yaml(item))
+    return merged if "_self_" in defaults else OmegaConf.merge(merged, node)
 
 
 def small_net_config(name: str, scale: int) -> dict:
-    net = OmegaConf.load(Path(CONFIG_DIR) / "net" / f"{name}.yaml")
+    net = load_net_yaml(name)
     cfg = OmegaConf.to_container(OmegaConf.merge({"scale": scale}, {"net": net}), resolve=True)["net"]
     return {k: SMALL.get(k, v) if k in SMALL else v for k, v in cfg.items()}
 
