@@ -207,7 +207,7 @@ def _phase_taps(scale: int, kernel: str) -> torch.Tensor:
 
 def _upsample_axis(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     """[N,1,H,W] -> [N,1,H*s,W]: symmetric padding, one conv with s output phases, interleaved."""
-    s, radius = taps.shape[0], (taps.shape[1] - 1) // 2
+    radius = (taps.shape[1] - 1) // 2
     padded = torch.cat([x[:, :, :radius].flip(2), x, x[:, :, -radius:].flip(2)], dim=2)
     phases = F.conv2d(padded, taps.to(x)[:, None, :, None])  # [N, s, H, W]
     return phases.permute(0, 2, 1, 3).reshape(phases.shape[0], 1, -1, phases.shape[-1])

@@ -62,7 +62,7 @@ def _signature(fn: Callable) -> tuple[dict, bool, dict]:
     __init__ passes **kw on to its base (SamplesDataModule -> SRDataModule) gets the base's
     parameters too, so they are checked rather than waved through."""
     inits = [c.__dict__["__init__"] for c in fn.__mro__ if "__init__" in c.__dict__] if inspect.isclass(fn) else [fn]
-    params, hints, var_kw = {}, {}, True
+    params, hints = {}, {}
     for init in inits:
         try:
             own = inspect.signature(init).parameters

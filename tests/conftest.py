@@ -65,3 +65,18 @@ def write_images(folder: Path, n: int, size=(48, 40), seed=0, ext=".png") -> lis
 @pytest.fixture
 def image_folder(tmp_path):
     return lambda name="hr", n=6, **kw: (write_images(tmp_path / name, n, **kw), tmp_path / name)[1]
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty torch hub cache and no network: what loading ImageNet weights meets offline.
+    Returns the folder the one-line error must name."""
+    from srlab.losses import vgg
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+
+    def offline(url, path):
+        raise OSError("offline")
+
+    monkeypatch.setattr(vgg, "_download", offline)
+    return tmp_path / "th" / "hub" / "checkpoints"

@@ -125,18 +125,12 @@ def test_lpips_grows_with_distortion(squeeze_backbone):
     assert float(metric(hr, hr)) == 0.0 and 0 < float(small) < float(large)
 
 
-def test_lpips_offline_without_weights_is_one_line_naming_the_file(images, tmp_path, monkeypatch, make_cfg):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
-
-    def no_network(url, path):
-        raise OSError("offline")
-
-    monkeypatch.setattr(vgg, "_download", no_network)
+def test_lpips_offline_without_weights_is_one_line_naming_the_file(images, offline_hub, make_cfg):
     with pytest.raises(SrlabError) as err:
         run_eval(make_cfg, [images], "scale=2", "eval.lpips=alex")
     msg = str(err.value)
     assert "\n" not in msg and "eval.lpips=null" in msg
-    assert f"put alexnet-owt-7be5be79.pth in {tmp_path / 'empty' / 'hub' / 'checkpoints'}/" in msg
+    assert f"put alexnet-owt-7be5be79.pth in {offline_hub}/" in msg
     with pytest.raises(SrlabError, match="not an LPIPS backbone"):
         run_eval(make_cfg, [images], "scale=2", "eval.lpips=resnet")
 

@@ -5,7 +5,6 @@ import pytest
 
 from srlab.cli import _find_user_error, user_error_message
 from srlab.data.prepared import prepare_store
-from srlab.losses import vgg
 from srlab.train import train
 from tests.conftest import FAST
 
@@ -108,16 +107,10 @@ def test_realesrgan_starts_from_a_realesrnet_run(make_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("experiment", ["esrgan", "realesrgan"])
-def test_without_the_vgg19_file_offline_the_run_stops_with_one_line(experiment, make_cfg, tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
-
-    def offline(url, path):
-        raise OSError("offline")
-
-    monkeypatch.setattr(vgg, "_download", offline)
+def test_without_the_vgg19_file_offline_the_run_stops_with_one_line(experiment, make_cfg, offline_hub):
     with pytest.raises(Exception) as err:
         train(make_cfg([f"experiment={experiment}", "debug=fdr", *TINY_RRDB], fast=False))
     message = user_error_message(_find_user_error(err.value))
     assert "\n" not in message
-    assert f"put vgg19-dcbb9e9d.pth in {tmp_path / 'th' / 'hub' / 'checkpoints'}/" in message
+    assert f"put vgg19-dcbb9e9d.pth in {offline_hub}/" in message
     assert "loss.terms.perceptual.fn.weights=" in message

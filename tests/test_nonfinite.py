@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from srlab.errors import SrlabError
-from srlab.train import build, train
+from srlab.train import build
 
 
 def poison(model, bad_calls):

@@ -4,7 +4,6 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from srlab.errors import SrlabError
 from srlab.nets.rcan import RCAN
 from srlab.nets.rrdbnet import RRDBNet
 from srlab.nets.swin_blocks import SwinLayer, shift_mask

@@ -19,7 +19,6 @@ config halves the scheduler's horizon accordingly (configs/approach/gan.yaml).
 """
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 from srlab.approaches.base import SRApproach
