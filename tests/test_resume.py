@@ -21,16 +21,17 @@ class CrashAt(pl.Callback):
             raise RuntimeError("simulated crash")
 
 
-CASES = {
-    "unet-ema-cosine": ["approach.ema.decay=0.9"],
-    "crapify-on-device": ["degradation=crapify"],
-    "crapify-in-loader": ["degradation=crapify", "data.degrade_on=loader"],
-    "loader-workers": ["data.num_workers=1", "degradation=crapify", "data.degrade_on=loader"],
-    "vae": ["experiment=vae", "net.channels=8", "net.depth=2", "net.space_to_depth=1"],
-}
+CASES = [  # two in the fast suite; the others (~3 s each on a quiet machine) in make test-full
+    pytest.param(["approach.ema.decay=0.9"], id="unet-ema-cosine"),
+    pytest.param(["data.num_workers=1", "degradation=crapify", "data.degrade_on=loader"], id="loader-workers"),
+    pytest.param(["degradation=crapify"], id="crapify-on-device", marks=pytest.mark.slow),
+    pytest.param(["degradation=crapify", "data.degrade_on=loader"], id="crapify-in-loader", marks=pytest.mark.slow),
+    pytest.param(["experiment=vae", "net.channels=8", "net.depth=2", "net.space_to_depth=1"], id="vae",
+                 marks=pytest.mark.slow),
+]
 
 
-@pytest.mark.parametrize("extra", list(CASES.values()), ids=list(CASES))
+@pytest.mark.parametrize("extra", CASES)
 def test_resume_mid_epoch_is_exact(extra, make_cfg, tmp_path):
     # val on 64 px crops: the check is the equality, not the value
     common = ["trainer.max_steps=16", "trainer.val_check_interval=8", "data.val_crop=64", *extra]
