@@ -61,3 +61,60 @@ def user_errors() -> Iterator[None]:
         log_to_files(message)
         print(message, file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+def check_overrides(config_name: str, argv: list[str]) -> None:
+    """One line for an override of a key the config does not have (`net.chanels=16`).
+
+    Hydra refuses it before srlab's code runs, in a five-line message. Composing the config
+    here first (a fraction of a second) lets srlab say it in one line, with the closest key
+    that does exist. Runs with flags (-m sweeps, --cfg, ...) are left to Hydra.
+    """
+    import difflib
+    import re
+
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    from srlab.config import CONFIG_DIR
+
+    if any(a.startswith("-") for a in argv):
+        return
+    overrides = [a for a in argv if "=" in a]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        try:
+            compose(config_name, overrides=overrides)
+            return
+        except ConfigCompositionException as e:
+            missing = re.search(r"Could not find '([^']+)/([^'/]+)'", str(e))
+            if missing and (CONFIG_DIR / missing.group(1)).is_dir():
+                group, name = missing.groups()
+                choices = ", ".join(sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")))
+                print(f"error: {group}={name}: no such option; use one of {choices}",
+                      file=sys.stderr, flush=True)
+                sys.exit(1)
+            found = re.match(r"Could not override '([^']+)'", str(e))
+            if not found:
+                return  # another composition error: Hydra's own message
+            key = found.group(1)
+            if "/" in key:
+                return  # a config group, not a key: Hydra's message
+            bad = next(o for o in overrides if o.split("=", 1)[0].lstrip("+~") == key)
+            parent, _, leaf = key.rpartition(".")
+            try:
+                node = compose(config_name, overrides=[o for o in overrides if o != bad])
+                for part in filter(None, parent.split(".")):
+                    node = node[part]
+                close = difflib.get_close_matches(leaf, [str(k) for k in node.keys()], n=1)
+            except Exception:  # noqa: BLE001 - the hint is a bonus; the line below is the point
+                close = []
+    hint = f"; did you mean {parent + '.' if parent else ''}{close[0]}?" if close else ""
+    message = f"error: {bad}: the config has no key {key}{hint} (+{bad} adds a new key)"
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def hydra_entry(config_name: str, main) -> None:
+    """What a console script runs: the override check, then the @hydra.main function."""
+    check_overrides(config_name, sys.argv[1:])
+    main()

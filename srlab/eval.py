@@ -214,5 +214,12 @@ def main(cfg: DictConfig) -> None:
         evaluate(cfg)
 
 
+def cli() -> None:
+    """The `srlab-eval` console script: one line for an unknown key or option, then Hydra."""
+    from srlab.cli import hydra_entry
+
+    hydra_entry("eval", main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -84,5 +84,12 @@ def main(cfg: DictConfig) -> None:
             print(path)
 
 
+def cli() -> None:
+    """The `srlab-export` console script: one line for an unknown key or option, then Hydra."""
+    from srlab.cli import hydra_entry
+
+    hydra_entry("export", main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

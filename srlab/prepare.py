@@ -21,5 +21,12 @@ def main(cfg: DictConfig) -> None:
         prepare_store(cfg.input, cfg.output, progress=bool(cfg.get("progress", True)))
 
 
+def cli() -> None:
+    """The `srlab-prepare` console script: one line for an unknown key or option, then Hydra."""
+    from srlab.cli import hydra_entry
+
+    hydra_entry("prepare", main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -20,7 +20,7 @@ from pytorch_lightning.loggers import WandbLogger
 from rich.console import Console
 from rich.table import Table
 
-from srlab.cli import user_errors
+from srlab.cli import hydra_entry, user_errors
 from srlab.config import CONFIG_DIR, validate_train_config
 from srlab.errors import SrlabError
 from srlab.schema import build_net, check_net
@@ -128,5 +128,10 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric"))
 
 
+def cli() -> None:
+    """The `srlab-train` console script: one line for an unknown key, then Hydra."""
+    hydra_entry("train", main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

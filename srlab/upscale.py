@@ -282,5 +282,12 @@ def main(cfg: DictConfig) -> None:
         upscale(cfg)
 
 
+def cli() -> None:
+    """The `srlab-upscale` console script: one line for an unknown key or option, then Hydra."""
+    from srlab.cli import hydra_entry
+
+    hydra_entry("upscale", main)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

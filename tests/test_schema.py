@@ -77,3 +77,28 @@ def test_cli_bad_value_leaves_no_run_directory(tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == ["error: approach.optimizer.lr='abc': expected a number >= 0, e.g. 1e-4 (0 freezes the net)"]
     assert not run_dir.exists()  # no .hydra copy, no log, no W&B run
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["net.chanels=16"], "error: net.chanels=16: the config has no key net.chanels; did you mean net.channels? "
+                         "(+net.chanels=16 adds a new key)"),
+    (["logger=none", "data.batchsize=4"], "error: data.batchsize=4: the config has no key data.batchsize; "
+                                          "did you mean data.batch_size? (+data.batchsize=4 adds a new key)"),
+    (["net=nosuch"], "error: net=nosuch: no such option; use one of "),
+    (["experiment=gan", "approach/critic=nope"], "error: approach/critic=nope: no such option; use one of patch, unet, vgg"),
+])
+def test_unknown_key_or_option_on_the_command_line_is_one_line(argv, line, capsys):
+    """Hydra refuses these before srlab runs, in several lines; srlab-train says it in one."""
+    from srlab.cli import check_overrides
+
+    with pytest.raises(SystemExit) as stop:
+        check_overrides("train", argv)
+    assert stop.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(line)
+
+
+def test_good_overrides_pass_the_command_line_check():
+    from srlab.cli import check_overrides
+
+    check_overrides("train", ["net=edsr", "net.n_blocks=4", "+approach.optimizer.amsgrad=true", "logger=none"])
