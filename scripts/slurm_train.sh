@@ -9,6 +9,10 @@
 #SBATCH --gpus-per-node=4
 #SBATCH --cpus-per-task=8
 #SBATCH --time=24:00:00
+# Pre-emption / time limit: SIGUSR1 90 s before the end; Lightning saves hpc_ckpt_<n>.ckpt in the
+# run directory and requeues this job, which (same job id, same run directory) resumes from it.
+#SBATCH --signal=SIGUSR1@90
+#SBATCH --requeue
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # One run directory for all ranks (each srun task would otherwise stamp its own ${now:...}).
