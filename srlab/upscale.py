@@ -2,6 +2,7 @@
 
     srlab-upscale ckpt_path=<.ckpt or .srlab.pt> input=<file|folder> [output=<file.png|folder>]
                   [tile=null overlap=32 half=false device=auto trust_checkpoint=false]
+                  [samples=1 temperature=1.0]
 
 The sequence: load the net (`srlab.checkpoint`, weights_only unless trusted) -> list the
 inputs -> for each image: read it, upscale it tile by tile (`srlab.tiling`, memory bounded
@@ -16,6 +17,10 @@ for any image size), write a PNG. What the file was is kept:
 A folder is walked recursively; outputs keep the relative names, with a .png suffix. An
 unreadable file is reported and skipped; the run then exits 1 after the others are done.
 Hydra parses the command line but writes no run directory or log file (configs/upscale.yaml).
+Sampling (a VAE checkpoint, experiment=vae): samples=N > 1 writes N prior draws per input,
+<name>_sample<i>.png, with z ~ N(0, temperature^2 I); each image runs as one tile so that one
+latent field covers it (independent draws per tile would not match at the seams). samples=1
+is the deterministic z = 0 answer. A deterministic net refuses samples > 1.
 """
 
 from __future__ import annotations
@@ -60,6 +65,33 @@ class GrayNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+
+
+class PriorDraw(nn.Module):
+    """A VAE net that answers with a fresh prior draw, z ~ N(0, temperature^2 I), per call."""
+
+    def __init__(self, net: nn.Module, temperature: float):
+        super().__init__()
+        self.net, self.temperature = net, temperature
+        self.scale, self.multiple, self.upsampling = net.scale, getattr(net, "multiple", 1), getattr(net, "upsampling", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.sample(x, self.temperature)
+
+
+def sample_jobs(net: nn.Module, pairs: list[tuple[Path, Path]], samples: int, temperature: float, tile: int
+                ) -> list[tuple[nn.Module, Path, Path, int]]:
+    """-> (net, source, destination, tile) per image to write: one per input, or `samples` draws."""
+    if samples < 1:
+        raise SrlabError(f"samples={samples}: use samples >= 1 (images written per input)")
+    if samples == 1:
+        return [(net, src, dst, tile) for src, dst in pairs]
+    if not hasattr(net, "sample"):
+        raise SrlabError(f"samples={samples}: {type(net).__name__} is deterministic (one answer per image); "
+                         f"use samples=1, or a VAE checkpoint (experiment=vae) to sample")
+    draw = PriorDraw(net, float(temperature))
+    return [(draw, src, dst.with_name(f"{dst.stem}_sample{i}.png"), 1 << 30)
+            for src, dst in pairs for i in range(samples)]
 
 
 class AlphaResize(nn.Module):
@@ -214,21 +246,22 @@ def upscale(cfg: DictConfig) -> list[Path]:
         raise SrlabError(f"tile={tile}, overlap={overlap}: need overlap >= 0 and tile >= "
                          f"{min_tile(max(overlap, 0), align)} (3 x overlap + {align})")
     progress = bool(cfg.get("progress", True))
+    jobs = sample_jobs(net, pairs, int(cfg.get("samples", 1)), float(cfg.get("temperature", 1.0)), int(tile))
     written, failed = [], []
-    for src, dst in tqdm(pairs, desc="images", unit="img", disable=not progress or len(pairs) == 1):
+    for job_net, src, dst, job_tile in tqdm(jobs, desc="images", unit="img", disable=not progress or len(jobs) == 1):
         try:
-            upscale_file(net, src, dst, scale, int(tile), overlap, device, dtype, progress)
+            upscale_file(job_net, src, dst, scale, job_tile, overlap, device, dtype, progress)
         except SrlabError as e:
-            if len(pairs) == 1:
+            if len(jobs) == 1:
                 raise
             tqdm.write(f"skipped: {e}", file=sys.stderr)
             failed.append(str(e))
             continue
         written.append(dst)
     if failed:
-        raise SrlabError(f"{len(failed)} of {len(pairs)} images failed (first: {failed[0]}); the others are written")
+        raise SrlabError(f"{len(failed)} of {len(jobs)} images failed (first: {failed[0]}); the others are written")
     folder = Path(str(cfg.input)).expanduser().is_dir()
-    print(f"wrote {len(written)} images to {target}" if folder else f"wrote {target}")
+    print(f"wrote {len(written)} images to {target}" if folder else f"wrote {' '.join(map(str, written))}")
     return written
 
 

@@ -23,7 +23,7 @@ from srlab.nets.unet import UNet
 
 class CVAEUNet(UNet):
     def __init__(self, scale: int, channels: int = 64, depth: int = 2, latent_channels: int = 8, residual: bool = True,
-                 norm: str | None = None, space_to_depth: int = 1):
+                 norm: str | None = None, space_to_depth: int = 1, logvar_init: float | None = -6.0):
         super().__init__(scale, channels, depth, residual, norm, space_to_depth)
         self.latent_channels = latent_channels
         widths = [channels * 2**i for i in range(depth + 1)]
@@ -34,6 +34,21 @@ class CVAEUNet(UNet):
               for c_in, c_out in zip(widths[:-1], widths[1:])],
             nn.Conv2d(widths[-1], 2 * latent_channels, 3, padding=1),
         )
+        if logvar_init is not None:
+            self.init_posterior(float(logvar_init))
+
+    def init_posterior(self, logvar: float) -> None:
+        """Start the posterior nearly deterministic: logvar = `logvar` everywhere (sigma = e^(logvar/2)).
+
+        With PyTorch's default init logvar ~ 0, so z ~ N(mu ~ 0, 1) is pure noise at the start;
+        the decoder (learning fast from the LR alone) learns to ignore it and the KL then pulls
+        q onto the prior: posterior collapse. With sigma ~ 0.05 the net starts as an
+        auto-encoder of the HR detail through z, the decoder learns to read z, and the KL
+        (growing with the warm-up) then buys the noise that makes the prior usable.
+        """
+        head = self.posterior[-1]
+        nn.init.zeros_(head.weight[self.latent_channels:])
+        nn.init.constant_(head.bias[self.latent_channels:], logvar)
 
     def latent_shape(self, lr: torch.Tensor) -> tuple[int, ...]:
         h, w = lr.shape[-2] * self.scale, lr.shape[-1] * self.scale
