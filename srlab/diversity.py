@@ -23,12 +23,19 @@ def draw(net: nn.Module, lr: torch.Tensor, temperature: float = 1.0) -> torch.Te
 
 @torch.no_grad()
 def sample_spread(net: nn.Module, lr: torch.Tensor, n: int = 8, temperature: float = 1.0,
-                  gray: torch.Tensor | None = None, border: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  gray: torch.Tensor | None = None, border: int = 0,
+                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (per-image mean std [N] in 8-bit levels, std map [N,1,H,W] (uncropped), samples [n,N,3,H,W]).
 
     The std is the sample standard deviation (n - 1 in the denominator) across the n draws.
+    The draws come from generators seeded by `seed` in a forked RNG state: the same number for
+    the same net, and the training noise after a validation is what it would have been without
+    it (a resumed run stays exact).
     """
-    samples = torch.stack([draw(net, lr, temperature).clamp(0, 1) for _ in range(n)])
+    devices = [lr.device] if lr.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        samples = torch.stack([draw(net, lr, temperature).clamp(0, 1) for _ in range(n)])
     ys = torch.stack([luma(s, gray) for s in samples])  # [n,N,1,H,W], quantized 8-bit levels
     std = ys.std(dim=0)
     return crop_border(std, border).flatten(1).mean(dim=1).float(), std.float(), samples

@@ -97,7 +97,7 @@ class VaeSR(RegressionSR):
         self.val_posterior.update(self.eval_net(batch["lr"], mu), batch["hr"], batch.get("gray"))
         if self.val_samples > 1:
             diversity, std, samples = sample_spread(self.eval_net, batch["lr"], self.val_samples, 1.0,
-                                                    batch.get("gray"), border=self.scale)
+                                                    batch.get("gray"), border=self.scale, seed=batch_idx)
             self.log("val/sample_diversity", diversity.mean(), on_step=False, on_epoch=True,
                      batch_size=diversity.numel(), sync_dist=True)
             out.update(samples=samples[:3].detach(), std=std.detach())  # for the sample panels

@@ -27,7 +27,7 @@ from srlab.nets.unet import UNet
 class CVAEUNet(UNet):
     def __init__(self, scale: int, channels: int = 64, depth: int = 2, latent_channels: int = 8, residual: bool = True,
                  norm: str | None = None, space_to_depth: int = 1, logvar_init: float | None = -6.0,
-                 inject_every_scale: bool = True, detail_gain: float = 1.0):
+                 inject_every_scale: bool = True, detail_gain: float = 8.0):
         super().__init__(scale, channels, depth, residual, norm, space_to_depth)
         self.latent_channels = latent_channels
         widths = [channels * 2**i for i in range(depth + 1)]
