@@ -5,6 +5,9 @@ validation (`samples/step<N>_<name>.png`) and sends them to W&B / TensorBoard. T
 the net's actual input upsampled by pixel repetition (nearest): with a degradation such as
 crapify or realesrgan it shows the blur, noise and JPEG blocks the net was trained to undo,
 which the bicubic upscale beside it smooths over.
+For a generative approach (VAE: outputs carry `samples` and `std`) a second strip,
+`step<N>_<name>_samples.png`, shows three prior draws | their per-pixel std map across all
+draws (8-bit Y levels, `STD_FULL_SCALE` levels = white): the std should sit on edges and texture.
 `CheckpointOnException` writes `last.ckpt` when training dies (Ctrl-C, a corrupt image),
 so a crash costs at most the steps since the last save — never the whole run.
 `ProgressBar` is Lightning's Rich bar, redrawn every few batches instead of every batch.
@@ -24,6 +27,8 @@ from srlab.data.images import save_image
 
 
 CAPTION = "LR (nearest) | bicubic | SR | HR"
+SAMPLES_CAPTION = "samples at temperature 1 | per-pixel std across samples (Y, white = 16 levels)"
+STD_FULL_SCALE = 16.0  # 8-bit levels of std drawn as white in the std map
 
 
 def nearest_up(lr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -34,6 +39,12 @@ def nearest_up(lr: torch.Tensor, scale: int) -> torch.Tensor:
 def panel(lr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor, scale: int) -> torch.Tensor:
     """[3,H,4W]: LR (nearest) | bicubic | SR | HR, side by side, in [0,1]."""
     return torch.cat([nearest_up(lr, scale), bicubic, sr, hr], dim=-1).clamp(0, 1)
+
+
+def samples_panel(samples: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """samples [k,3,H,W], std [1,H,W] in 8-bit levels -> [3,H,(k+1)W]: the draws | the std map."""
+    std_map = (std / STD_FULL_SCALE).clamp(0, 1).expand(3, -1, -1)
+    return torch.cat([*samples.float(), std_map.to(samples.device).float()], dim=-1).clamp(0, 1)
 
 
 class SamplePanels(pl.Callback):
@@ -50,12 +61,19 @@ class SamplePanels(pl.Callback):
         name = Path(str(batch["name"][0])).stem
         self.dirpath.mkdir(parents=True, exist_ok=True)
         save_image(strip, self.dirpath / f"step{trainer.global_step:06d}_{name}.png")
+        self.send(trainer, f"samples/{name}", strip, CAPTION)
+        if "samples" in outputs and "std" in outputs:  # a generative approach: draws + std map
+            strip = samples_panel(outputs["samples"][:, 0], outputs["std"][0])
+            save_image(strip, self.dirpath / f"step{trainer.global_step:06d}_{name}_samples.png")
+            self.send(trainer, f"samples/{name}_draws", strip, SAMPLES_CAPTION)
+
+    @staticmethod
+    def send(trainer, key: str, strip: torch.Tensor, caption: str) -> None:
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key=f"samples/{name}", images=[strip.float().cpu()],
-                                 caption=[CAPTION], step=trainer.global_step)
+                logger.log_image(key=key, images=[strip.float().cpu()], caption=[caption], step=trainer.global_step)
             elif isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(f"samples/{name}", strip.float().cpu(), trainer.global_step)
+                logger.experiment.add_image(key, strip.float().cpu(), trainer.global_step)
 
 
 class ProgressBar(pl.callbacks.RichProgressBar):

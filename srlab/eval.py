@@ -21,7 +21,8 @@ batched tiles, blending on the device, results kept on the device for the metric
 that fits one tile is exactly net(lr)), and the next image is decoded in a thread meanwhile,
 so a large set is bounded by the net. Results: printed table, `per_image.csv`, `metrics.json` (`<set>/psnr_y`,
 `<set>/bicubic_psnr_y`, `<set>/n_images`, ...) and, with `logger=wandb`, a W&B table with
-crops (see srlab/eval_report.py).
+crops (see srlab/eval_report.py). A VAE checkpoint is measured with z = 0 and also gets
+`sample_diversity` (srlab/diversity.py: per-pixel std across 8 draws at temperature 1).
 """
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from srlab.callbacks import nearest_up
 from srlab.config import CONFIG_DIR, check_scale
 from srlab.data.images import read_image, save_image
 from srlab.data.sources import list_images
+from srlab.diversity import sample_spread
 from srlab.errors import SrlabError
 from srlab.eval_report import Crops, log_results, print_table, write_results
 from srlab.imresize import imresize
@@ -162,6 +164,7 @@ def evaluate(cfg: DictConfig) -> dict:
         channels = "rgb"
     device, _ = pick_device(str(cfg.eval.device), half=False)
     net = net.to(device).eval()
+    sampler = net if hasattr(net, "sample") else None  # a VAE: z = 0 metrics plus sample_diversity
     if channels == "y":
         net = GrayNet(net)  # Y in, Y out: bicubic is unchanged, an RGB net sees a gray image
     lpips = None
@@ -187,6 +190,10 @@ def evaluate(cfg: DictConfig) -> dict:
             hr = hr[:, :h, :w].unsqueeze(0).to(device)
             values, images = measure(forward, hr, gray, scale, channels, bool(cfg.eval.self_ensemble), lpips,
                                      degrade, int(cfg.eval.get("seed", 0)) + index)
+            if sampler is not None:
+                is_gray = torch.tensor([gray or channels == "y"], device=device)
+                spread, _, _ = sample_spread(sampler, images[3].expand(-1, 3, -1, -1), 8, 1.0, is_gray, scale)
+                values["sample_diversity"] = float(spread[0])
             set_rows.append({"set": name, "image": path.name, **values})
             if crops is not None:
                 crops.add(name, path.name, *images[:3], lr=nearest_up(images[3], scale))

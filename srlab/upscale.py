@@ -3,6 +3,7 @@
     srlab-upscale ckpt_path=<.ckpt or .srlab.pt> input=<file|folder> [output=<file.png|.tif|folder>]
                   [tile=null tile_batch=null overlap=32 half=false device=auto format=png
                    png_compression=1 profile=false trust_checkpoint=false]
+                  [samples=1 temperature=1.0]
 
 The sequence: load the net (`srlab.checkpoint`, weights_only unless trusted) -> list the
 inputs -> for each image: read it (the next one is read in a thread meanwhile), upscale it
@@ -23,6 +24,10 @@ A folder is walked recursively; outputs keep the relative names, with the format
 One progress bar counts images (with images/s); an unreadable file is reported on one line
 and skipped; the run then exits 1 after the others are done.
 Hydra parses the command line but writes no run directory or log file (configs/upscale.yaml).
+Sampling (a VAE checkpoint, experiment=vae): samples=N > 1 writes N prior draws per input,
+<name>_sample<i>.png, with z ~ N(0, temperature^2 I); each image runs as one tile so that one
+latent field covers it (independent draws per tile would not match at the seams). samples=1
+is the deterministic z = 0 answer. A deterministic net refuses samples > 1.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from srlab.errors import SrlabError
 from srlab.image_writers import FORMATS, SUFFIXES, BackgroundWriter, PngStream, open_stream
 from srlab.imresize import imresize
 from srlab.profiling import StageTimer
+from srlab.prior_samples import sample_jobs
 from srlab.tile_size import auto_tile, auto_tile_batch, auto_tile_height, lr_alignment, min_tile
 from srlab.tiling import bands_to_host, tile_bands
 
@@ -241,24 +247,28 @@ def upscale(cfg: DictConfig) -> list[Path]:
     png_level = int(cfg.get("png_compression", 1))
     if not 0 <= png_level <= 9:  # checked here too, or every image of a folder would be "skipped"
         raise SrlabError(f"png_compression={png_level} must be 0 (none, fastest) ... 9 (smallest)")
+    jobs = sample_jobs(net, pairs, int(cfg.get("samples", 1)), float(cfg.get("temperature", 1.0)), int(tile))
     total, start = StageTimer(), time.perf_counter()
     written, failed = [], []
-    bar = tqdm(pairs, desc="images", unit="img", disable=not progress or len(pairs) == 1)
+    bar = tqdm(jobs, desc="images", unit="img", disable=not progress or len(jobs) == 1)
     with ThreadPoolExecutor(1) as reader:  # reads image i+1 while image i is upscaled
-        timers = [StageTimer(device if profile else None) for _ in pairs]
-        pending = reader.submit(_timed_read, pairs[0][0], timers[0])
-        for i, (src, dst) in enumerate(bar):
+        timers = [StageTimer(device if profile else None) for _ in jobs]
+        pending = reader.submit(_timed_read, jobs[0][1], timers[0])
+        for i, (job_net, src, dst, job_tile) in enumerate(bar):
             loaded = pending.result()
-            if i + 1 < len(pairs):
-                pending = reader.submit(_timed_read, pairs[i + 1][0], timers[i + 1])
+            if i + 1 < len(jobs):
+                pending = reader.submit(_timed_read, jobs[i + 1][1], timers[i + 1])
             image_start = time.perf_counter() - timers[i].seconds["read"]
             try:
                 if isinstance(loaded, SrlabError):
                     raise loaded
-                upscale_file(net, loaded, dst, scale, int(tile), overlap, device, dtype, tile_batch, png_level,
-                             progress and len(pairs) == 1, timers[i], auto_height)
+                if job_tile is None:  # a prior draw: the whole image as one tile
+                    side = -(-max(loaded[0].shape[-2:]) // align) * align
+                    job_tile = max(side, min_tile(overlap, align))
+                upscale_file(job_net, loaded, dst, scale, int(job_tile), overlap, device, dtype, tile_batch, png_level,
+                             progress and len(jobs) == 1, timers[i], auto_height and job_net is net)
             except SrlabError as e:
-                if len(pairs) == 1:
+                if len(jobs) == 1:
                     raise
                 tqdm.write(f"skipped: {e}", file=sys.stderr)
                 failed.append(str(e))
@@ -267,12 +277,12 @@ def upscale(cfg: DictConfig) -> list[Path]:
             total.merge(timers[i])
             if profile:
                 tqdm.write(timers[i].line(str(src.name), time.perf_counter() - image_start))
-    if profile and len(pairs) > 1:
+    if profile and len(jobs) > 1:
         print(total.line(f"{len(written)} images", time.perf_counter() - start))
     if failed:
-        raise SrlabError(f"{len(failed)} of {len(pairs)} images failed (first: {failed[0]}); the others are written")
+        raise SrlabError(f"{len(failed)} of {len(jobs)} images failed (first: {failed[0]}); the others are written")
     folder = Path(str(cfg.input)).expanduser().is_dir()
-    print(f"wrote {len(written)} images to {target}" if folder else f"wrote {target}")
+    print(f"wrote {len(written)} images to {target}" if folder else f"wrote {' '.join(map(str, written))}")
     return written
 
 

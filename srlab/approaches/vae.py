@@ -13,12 +13,14 @@ logs `val/kl` on the val images (near 0: the latent carries nothing) and
 `train/loss/<term>`, `train/loss/kl`, `train/loss/weighted/kl`, `train/kl_weight`.
 The net must offer `encode(lr, hr) -> (mu, logvar)` and `forward(lr, z)` (srlab.nets.cvae_unet).
 """
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from srlab.approaches.regression import RegressionSR
+from srlab.diversity import sample_spread
 from srlab.errors import SrlabError
 from srlab.losses.kl import gaussian_kl
 from srlab.losses.mix import LossMix
@@ -35,6 +37,9 @@ class VaeSR(RegressionSR):
         scheduler_interval: str = "step",
         kl_weight: float = 1e-3,
         kl_warmup_steps: int = 0,
+        free_bits: float = 0.0,
+        val_samples: int = 8,
+        collapse_gap_db: float = 0.05,
         scale: int = 4,
         ema: dict | None = None,
         max_nonfinite_skips: int | None = 5,
@@ -47,22 +52,26 @@ class VaeSR(RegressionSR):
         self.val_posterior = SRMetrics(border=self.scale)
         self.kl_weight = float(kl_weight)
         self.kl_warmup_steps = int(kl_warmup_steps)
+        self.free_bits = float(free_bits)
+        self.val_samples = int(val_samples)
+        self.collapse_gap_db = float(collapse_gap_db)
 
     def current_kl_weight(self) -> float:
         if self.kl_warmup_steps <= 0:
             return self.kl_weight
         return self.kl_weight * min(1.0, self.global_step / self.kl_warmup_steps)
 
-    def kl(self, lr: torch.Tensor, hr: torch.Tensor, sample: bool, net=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def kl(self, lr: torch.Tensor, hr: torch.Tensor, sample: bool, net=None,
+           free_bits: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (z, KL per HR value) from `net`'s (default: the trained net's) posterior; z = mu
         when not sampling."""
         mu, logvar = (net or self.net).encode(lr, hr)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
-        return z, gaussian_kl(mu, logvar, per_values=hr[0].numel())
+        return z, gaussian_kl(mu, logvar, per_values=hr[0].numel(), free_bits=free_bits)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         lr, hr = batch["lr"], batch["hr"]
-        z, kl = self.kl(lr, hr, sample=True)
+        z, kl = self.kl(lr, hr, sample=True, free_bits=self.free_bits)
         sr = self.net(lr, z)
         content, terms = self.loss(sr, hr)
         weight = self.current_kl_weight()
@@ -86,9 +95,31 @@ class VaeSR(RegressionSR):
         # SR from the posterior mean, i.e. with the HR image's own latent: an upper bound that
         # shows how much HR detail z carries (equal to val/psnr_y: z is unused)
         self.val_posterior.update(self.eval_net(batch["lr"], mu), batch["hr"], batch.get("gray"))
+        if self.val_samples > 1:
+            diversity, std, samples = sample_spread(self.eval_net, batch["lr"], self.val_samples, 1.0,
+                                                    batch.get("gray"), border=self.scale, seed=batch_idx)
+            self.log("val/sample_diversity", diversity.mean(), on_step=False, on_epoch=True,
+                     batch_size=diversity.numel(), sync_dist=True)
+            out.update(samples=samples[:3].detach(), std=std.detach())  # for the sample panels
         return out
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        self.log("val/posterior_psnr_y", self.val_posterior.compute()["psnr_y"])
+        posterior = float(self.val_posterior.compute()["psnr_y"])
         self.val_posterior.reset()
+        self.log("val/posterior_psnr_y", posterior)
+        self.warn_if_collapsed(posterior, float(self.trainer.callback_metrics["val/psnr_y"]))
+
+    def warn_if_collapsed(self, posterior_psnr: float, prior_psnr: float) -> bool:
+        """Posterior collapse: once the KL has its full weight, the HR image's own latent
+        reconstructs no better than z = 0, so z carries nothing and the samples are all alike."""
+        if self.trainer.sanity_checking or self.global_step < self.kl_warmup_steps:
+            return False
+        gap = posterior_psnr - prior_psnr
+        if gap >= self.collapse_gap_db:
+            return False
+        warnings.warn(f"posterior collapse at step {self.global_step}: val/posterior_psnr_y - val/psnr_y = "
+                      f"{gap:.3f} dB < {self.collapse_gap_db} dB, the latent is ignored (see the VAE "
+                      f"section of README.md: net.logvar_init, approach.free_bits, approach.kl_weight)",
+                      stacklevel=2)
+        return True
