@@ -92,9 +92,3 @@ def test_cli_bad_scale_prints_one_line_and_exits_nonzero(tmp_path):
     assert res.returncode == 1
     assert res.stderr.strip().splitlines()[-1].startswith("error: scale=5 is not supported")
     assert "Traceback" not in res.stderr
-
-
-def test_cli_unknown_option_lists_choices(tmp_path):
-    res = run_cli("net=nosuchnet", f"hydra.run.dir={tmp_path}")
-    assert res.returncode == 1
-    assert res.stderr.strip().splitlines() == [f"error: net=nosuchnet: no such option; use one of {', '.join(options('net'))}"]

@@ -101,17 +101,6 @@ def test_fast_dev_run_of_each_net(net, image_folder, make_cfg):
         assert metrics["val/psnr_y"] == pytest.approx(metrics["val/bicubic_psnr_y"])
 
 
-def test_missing_data_folder_fails_with_one_line_naming_it(tmp_path):
-    missing = tmp_path / "nope"
-    res = subprocess.run([sys.executable, "-m", "srlab.train", "data=folder", f"data.train_dir={missing}",
-                          "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 1
-    lines = res.stderr.strip().splitlines()
-    assert lines[-1].startswith("error:") and str(missing) in lines[-1], res.stderr
-    assert "Traceback" not in res.stderr
-
-
 def test_empty_data_folder_fails_with_one_line_naming_it(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -148,8 +137,16 @@ def test_bad_resume_checkpoint_is_one_line(trained, tmp_path, content):
     elif content is not None:
         bad.write_bytes(content)
     run_dir = tmp_path / "run"
-    res = subprocess.run([sys.executable, "-m", "srlab.train", *FAST, f"ckpt_path={bad}",
-                          f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=120)
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert res.returncode == 1 and lines == [lines[-1]] and lines[-1].startswith("error: ckpt_path=")
-    assert not (run_dir / "checkpoints").exists()
+    if content is None:  # once through the console script: one line, no run directory
+        res = subprocess.run([sys.executable, "-m", "srlab.train", *FAST, f"ckpt_path={bad}",
+                              f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=120)
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert res.returncode == 1 and lines == [lines[-1]] and lines[-1].startswith("error: ckpt_path=")
+        assert not run_dir.exists()
+        return
+    from srlab.errors import SrlabError
+
+    with pytest.raises(SrlabError) as err:  # the same check, in-process (a CLI start costs ~5 s)
+        train(compose_cfg("train", FAST + [f"ckpt_path={bad}"], run_dir))
+    assert str(err.value).startswith(f"ckpt_path={bad} is not a readable checkpoint") and "\n" not in str(err.value)
+    assert not run_dir.exists()
