@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install srlab (idempotent)
 
-train: $(STAMP) ## train the default experiment (U-Net x4 on scikit-image photos)
+train: $(STAMP) ## train the default recipe (experiment=photo_x4: light EDSR x4 on scikit-image photos)
 	$(BIN)/srlab-train $(ARGS)
 
 test: $(STAMP) ## fast test suite (< 6 min on 2 CPU cores)

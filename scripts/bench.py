@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_degradations import degradation_rows  # noqa: E402
 
 NETS = {  # name -> overrides; EDSR's patch is set per device (--edsr-patch)
-    "unet": [],
+    "unet": ["experiment=unet"],
     "edsr": ["experiment=edsr"],
     # the papers' nets at full size, L1 as their recipes (configs/experiment/<net>.yaml)
     "rrdbnet": ["net=rrdbnet", "loss=l1"],

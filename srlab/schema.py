@@ -221,6 +221,8 @@ RANGES = (
     _rule("approach.adv_weight", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     _rule("data.batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     _rule("data.num_workers", lambda v: v is None or (isinstance(v, int) and v >= 0), "null or an integer >= 0"),
+    _rule("data.train_downscales", lambda v: v is None or (isinstance(v, list)
+          and all(_is_number(f) and 0 < f < 1 for f in v)), "a list of factors in (0, 1), e.g. [0.8, 0.6]"),
     _rule("data.train_repeats", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     _rule("trainer.max_steps", lambda v: isinstance(v, int) and (v >= 1 or v == -1), "an integer >= 1 (or -1: no limit)"),
     _rule("trainer.val_check_interval", lambda v: v is None or _positive(v), "a positive number of steps (or a fraction of an epoch)"),

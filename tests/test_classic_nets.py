@@ -19,6 +19,7 @@ SMALL = {  # widths that keep every test here fast
     "srcnn": lambda s, **kw: SRCNN(s, channels=8, mid_channels=8, **kw),
     "espcn": lambda s, **kw: ESPCN(s, channels=8, mid_channels=8, **kw),
     "edsr": lambda s, **kw: EDSR(s, channels=8, n_blocks=2, **kw),
+    "edsr_direct": lambda s, **kw: EDSR(s, channels=8, n_blocks=2, upsampler="direct", **kw),
 }
 
 
@@ -53,7 +54,8 @@ def test_output_shape_at_every_scale_and_odd_sizes(name, scale):
     lambda s: SRCNN(s, space_to_depth=s),
     lambda s: ESPCN(s),
     lambda s: EDSR(s, channels=8, n_blocks=2, residual=True),
-], ids=["srcnn", "srcnn_s2d", "espcn", "edsr_residual"])
+    lambda s: EDSR(s, channels=8, n_blocks=2, residual=True, upsampler="direct"),
+], ids=["srcnn", "srcnn_s2d", "espcn", "edsr_residual", "edsr_direct_residual"])
 def test_untrained_residual_net_is_bicubic(make, scale):
     lr = torch.rand(1, 3, 12, 10)
     with torch.no_grad():
@@ -81,6 +83,17 @@ def test_edsr_baseline_has_the_papers_parameter_count():
         assert abs(n - published) / published < 0.02
     assert n_params(EDSR(2)) == 1_369_859 and n_params(EDSR(4)) == 1_517_571
     assert not any("mean" in k for k in EDSR(2).state_dict())  # a constant, not checkpointed
+
+
+def test_default_recipe_net_is_a_light_edsr(make_cfg):
+    """net=edsr_light (experiment=photo_x4, the default): 48 x 8 blocks, one sub-pixel conv.
+    stem 1,344 + 16 convs(48->48) 332,544 + body conv 20,784 + conv(48->3*16) 20,784."""
+    cfg = make_cfg(["experiment=photo_x4"], fast=False)
+    net = instantiate(cfg.net)
+    assert isinstance(net, EDSR) and net.residual and n_params(net) == 375_456
+    # the direct tail is what makes it cheap: EDSR's two x2 stages at the same width
+    stages = EDSR(4, n_blocks=8, channels=48, residual=True)
+    assert n_params(stages) - n_params(net) == 2 * (48 * 192 * 9 + 192) + (48 * 3 * 9 + 3) - 20_784
 
 
 def test_edsr_subtracts_the_div2k_mean_and_adds_it_back():

@@ -220,6 +220,30 @@ def test_samples_split_holds_out_val():
         SamplesDataModule(val_names=["nonexistent"], degradation=None, scale=2).setup("fit")
 
 
+def test_train_downscales_add_smaller_copies_in_ram(hr_folder):
+    dm = SamplesDataModule(val_names=["chelsea", "camera", "coins"], degradation=BicubicDegradation(4),
+                           scale=4, num_workers=0, train_downscales=[0.8, 0.75])
+    dm.setup("fit")
+    store = dm.train_set.store
+    n = len(SAMPLES) - 3
+    assert len(store) == 3 * n and store.names[n] == "astronaut@0.8" and store.names[2 * n] == "astronaut@0.75"
+    big, gray = store.get(0)
+    small, small_gray = store.get(2 * n)
+    assert small.dtype == torch.uint8 and small_gray == gray and small.shape[-2:] == (384, 384)  # 512 px
+    # the copy is MATLAB bicubic of the photo, not a crop or a re-read
+    want = imresize(big.float()[None] / 255, scale=0.75)[0].clamp(0, 1).mul(255).round()
+    assert torch.equal(small.float(), want)
+    assert len(dm.train_set) == 3 * n * dm.train_repeats
+    with pytest.raises(SrlabError, match=r"in \(0, 1\)"):
+        SamplesDataModule(val_names=["chelsea"], degradation=None, scale=4, train_downscales=[1.5])
+    lazy = _folder_dm(hr_folder, 2, train_downscales=[0.8])  # lazily read files: no copies to keep
+    with pytest.raises(SrlabError, match="data.cache=true"):
+        lazy.setup("fit")
+    cached = _folder_dm(hr_folder, 2, train_downscales=[0.8], cache=True)
+    cached.setup("fit")
+    assert len(cached.train_set.store) == 2 * len(lazy._stores()[0])
+
+
 # ---------------------------------------------------------------- data modules
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_batch_format(hr_folder, scale):

@@ -13,7 +13,7 @@ import torch
 
 from srlab.faults import AtomicCheckpointIO
 
-TINY = ["logger=none", "trainer.max_time=null", "data.num_workers=0", "data.batch_size=4", "data.patch_size=32",
+TINY = ["experiment=unet", "logger=none", "trainer.max_time=null", "data.num_workers=0", "data.batch_size=4", "data.patch_size=32",
         "net.channels=8", "net.depth=2", "net.space_to_depth=1", "trainer.val_check_interval=100",
         "callbacks.timed_checkpoint.train_time_interval.minutes=0.01"]  # last.ckpt every ~0.6 s
 

@@ -17,7 +17,7 @@ from tests.conftest import write_images
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
                     reason="hydra-submitit-launcher not installed: .venv/bin/pip install -e '.[launchers]'")
 
-TINY = ["data=folder", "data.num_workers=0", "data.batch_size=4", "data.patch_size=32", "net.channels=8",
+TINY = ["experiment=unet", "data=folder", "data.num_workers=0", "data.batch_size=4", "data.patch_size=32", "net.channels=8",
         "net.depth=1", "net.space_to_depth=1", "trainer.accelerator=cpu", "trainer.max_time=null"]
 
 

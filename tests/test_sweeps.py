@@ -8,7 +8,7 @@ import yaml
 
 from tests.conftest import write_images
 
-TINY = ["data=folder", "data.num_workers=0", "data.batch_size=4", "data.patch_size=32", "net.depth=1",
+TINY = ["experiment=unet", "data=folder", "data.num_workers=0", "data.batch_size=4", "data.patch_size=32", "net.depth=1",
         "net.space_to_depth=1", "trainer.max_steps=6", "trainer.val_check_interval=6", "trainer.max_time=null",
         "logger=none"]
 

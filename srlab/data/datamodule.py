@@ -79,6 +79,7 @@ class SRDataModule(pl.LightningDataModule):
         val_crop: int | None = None,
         seed: int = 0,
         degrade_on: str = "device",
+        train_downscales: list[float] | None = None,
     ):
         super().__init__()
         if patch_size % scale:
@@ -89,6 +90,11 @@ class SRDataModule(pl.LightningDataModule):
         self.batch_size, self.train_repeats = int(batch_size), int(train_repeats)
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.val_crop, self.seed, self.degrade_on = val_crop, seed, degrade_on
+        self.train_downscales = [float(f) for f in train_downscales or ()]
+        bad = [f for f in self.train_downscales if not 0 < f < 1]
+        if bad:
+            raise SrlabError(f"data.train_downscales={list(train_downscales)}: each factor must be in (0, 1), "
+                             "e.g. [0.8, 0.6]")
         self.train_set: TrainPatches | None = None
         self.val_set: ValImages | None = None
 
@@ -106,6 +112,8 @@ class SRDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         train, val = self._stores()
+        if self.train_downscales:  # scale augmentation: smaller copies of every training image
+            train = train.with_downscaled(self.train_downscales)
         n_train = len(train)
         train = usable(train, self.patch_size, "training")
         if len(train) == 0:

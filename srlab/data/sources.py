@@ -28,6 +28,10 @@ SAMPLE_COLOR = {
     "hubble_deep_field": "hubble_deep_field.jpg",
     "immunohistochemistry": "ihc.png",
     "retina": "retina.jpg",
+    # a stereo pair (Middlebury): two views of one cluttered indoor scene, the only other
+    # sharp natural photos in the wheel
+    "motorcycle_left": "motorcycle_left.png",
+    "motorcycle_right": "motorcycle_right.png",
 }
 SAMPLE_GRAY = {
     "camera": "camera.png",
