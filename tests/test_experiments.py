@@ -33,6 +33,7 @@ def test_default_recipe_is_photo_x4_and_beats_bicubic_within_seconds(make_cfg):
     cfg = make_cfg([], fast=False)
     assert cfg.net._target_ == "srlab.nets.edsr.EDSR" and cfg.net.upsampler == "direct" and cfg.net.residual
     assert list(cfg.loss.terms) == ["l1"] and cfg.data.patch_size == 96 and cfg.scale == 4
+    assert cfg.approach.ema.decay == 0.999
     assert cfg.data._target_.endswith("SamplesDataModule")
     cfg = make_cfg(["logger=none", "trainer.max_time=null", "trainer.max_steps=40", "trainer.val_check_interval=40",
                     "data.batch_size=8", "data.val_crop=128", "callbacks.progress_bar=null",
