@@ -53,21 +53,23 @@ SAMPLES = {**SAMPLE_COLOR, **SAMPLE_GRAY, **SAMPLE_MPL}
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def sample_dir() -> Path:
-    """site-packages/skimage/data, found without importing scikit-image."""
-    spec = importlib.util.find_spec("skimage")
+def _package_dir(package: str, pip_name: str) -> Path:
+    """site-packages/<package>, found without importing it."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise SrlabError("data=samples needs scikit-image: pip install scikit-image")
-    return Path(list(spec.submodule_search_locations)[0]) / "data"
+        raise SrlabError(f"data=samples needs {pip_name}: pip install {pip_name}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def sample_dir() -> Path:
+    """site-packages/skimage/data."""
+    return _package_dir("skimage", "scikit-image") / "data"
 
 
 def sample_path(name: str) -> Path:
     """Where the sample photo `name` is: scikit-image's data folder, or matplotlib's."""
     if name in SAMPLE_MPL:
-        spec = importlib.util.find_spec("matplotlib")
-        if spec is None or not spec.submodule_search_locations:
-            raise SrlabError("data=samples needs matplotlib: pip install matplotlib")
-        return Path(list(spec.submodule_search_locations)[0]) / "mpl-data" / "sample_data" / SAMPLE_MPL[name]
+        return _package_dir("matplotlib", "matplotlib") / "mpl-data" / "sample_data" / SAMPLE_MPL[name]
     return sample_dir() / SAMPLES[name]
 
 
