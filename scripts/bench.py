@@ -1,7 +1,7 @@
 """make bench: srlab's training throughput against a hand-written PyTorch loop, as ratios.
 
 For each row, in one process and on the same device:
-- srlab: `srlab-train`'s own objects (`srlab.train.build`: the composed config, data module,
+- srlab: `srlab-train`'s own objects (`srlab.cli.train.build`: the composed config, data module,
   approach, callbacks, CSV logger, Lightning trainer), batches/s over the steps after a warm-up
   (GPU: whole window between two device syncs; CPU: the median step, robust to a busy
   neighbour on a shared machine);
@@ -55,10 +55,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing (GPU machines)
 
-from srlab.config import compose_config  # noqa: E402
+from srlab.cli.train import build  # noqa: E402
+from srlab.config.compose import compose_config  # noqa: E402
 from srlab.data.prepared import prepare_store  # noqa: E402
 from srlab.data.sources import SAMPLE_COLOR, SAMPLE_GRAY, sample_dir  # noqa: E402
-from srlab.train import build  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_degradations import degradation_rows  # noqa: E402

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from srlab.config import compose_config
+from srlab.config.compose import compose_config
 from srlab.data.sources import SAMPLE_COLOR, SAMPLE_GRAY, sample_dir
 
 

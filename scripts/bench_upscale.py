@@ -2,7 +2,7 @@
 
 Memory: each size runs in a fresh child process (peak RSS only ever grows): it builds the net,
 warms up on a small image, records the RSS high-water mark (baseline, /proc VmHWM), then runs the CLI's own per-image
-path (`srlab.upscale.upscale_file`: read, tiled net, device blending, PNG streamed to disk by a
+path (`srlab.cli.upscale.upscale_file`: read, tiled net, device blending, PNG streamed to disk by a
 writer thread) on a photo-like input and records the high-water mark again. Reported: peak, baseline,
 the float LR image (read_input's, the one buffer that grows with the image), and the uint8
 output that the pre-streaming path kept whole in memory (for comparison; now never allocated).
@@ -51,10 +51,10 @@ def peak_rss() -> int:
 def child(args) -> None:
     import torch
 
-    from srlab.profiling import StageTimer
-    from srlab.tile_size import auto_tile
-    from srlab.tiling import upscale_tiled
-    from srlab.upscale import read_input, upscale_file
+    from srlab.cli.upscale import read_input, upscale_file
+    from srlab.inference.profiling import StageTimer
+    from srlab.inference.tile_size import auto_tile
+    from srlab.inference.tiling import upscale_tiled
 
     net, src = tiny_net(args.scale), Path(args.child)
     cpu = torch.device("cpu")

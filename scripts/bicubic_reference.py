@@ -1,7 +1,7 @@
 """Print srlab-eval's bicubic PSNR_Y / SSIM_Y on Set5/Set14 (x2, x3, x4) next to the published numbers.
 
-Why: the check that `srlab.imresize` plus srlab-eval's metric conventions reproduce the
-bicubic baseline every SR paper reports. It runs `srlab.eval.evaluate` exactly as
+Why: the check that `srlab.ops.imresize` plus srlab-eval's metric conventions reproduce the
+bicubic baseline every SR paper reports. It runs `srlab.cli.eval.evaluate` exactly as
 `srlab-eval net=bicubic scale=S eval.channels=C eval.sets=[...]` does, for both pipelines:
 y (the SRCNN/VDSR protocol the published rows come from; the default for net=bicubic) and
 rgb (what RGB models are measured with). Run directories go to outputs/eval/bicubic_reference/.
@@ -17,8 +17,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict, read_write
 
-from srlab.config import CONFIG_DIR
-from srlab.eval import evaluate
+from srlab.cli.eval import evaluate
+from srlab.config.compose import CONFIG_DIR
 
 # PSNR_Y / SSIM_Y of bicubic as tabulated by VDSR (Kim et al. 2016) and reused since.
 PUBLISHED = {

@@ -3,7 +3,7 @@
 Builds an EDSR-baseline (16 blocks, 64 channels; random weights: timing does not depend on
 them) or loads --ckpt, writes a photo-like test image (smooth colour fields: PNG compresses it
 like a photo, unlike noise), then runs exactly what `srlab-upscale ... profile=true` runs
-(`srlab.upscale.upscale_file`: read, tiled net with device blending, streamed PNG/TIFF write)
+(`srlab.cli.upscale.upscale_file`: read, tiled net with device blending, streamed PNG/TIFF write)
 and prints the split. --untiled also times whole-image forwards of the same net (they need the
 whole image's activations in memory) alternated with tiled runs (`upscale_tiled`: net, blend,
 quantise to uint8), best of --repeat each, and reports the tiled throughput relative to it.
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from srlab.profiling import StageTimer
-from srlab.tile_size import auto_tile, auto_tile_batch
-from srlab.tiling import upscale_tiled
-from srlab.upscale import pick_device, read_input, upscale_file
+from srlab.cli.upscale import pick_device, read_input, upscale_file
+from srlab.inference.profiling import StageTimer
+from srlab.inference.tile_size import auto_tile, auto_tile_batch
+from srlab.inference.tiling import upscale_tiled
 
 
 def photo_like(path: Path, w: int, h: int, seed: int = 0) -> None:
@@ -39,7 +39,7 @@ def photo_like(path: Path, w: int, h: int, seed: int = 0) -> None:
 
 def build_net(ckpt: str | None, scale: int) -> torch.nn.Module:
     if ckpt:
-        from srlab.checkpoint import load_net
+        from srlab.inference.checkpoint import load_net
 
         return load_net(ckpt)[0]
     from srlab.nets.edsr import EDSR

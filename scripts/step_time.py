@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from srlab.config import compose_config  # noqa: E402
+from srlab.config.compose import compose_config  # noqa: E402
 
 
 def step_times(name: str, batch: int, steps: int, warmup: int, patch: int | None) -> dict:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from srlab.config import compose_config
+from srlab.config.compose import compose_config
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -7,12 +7,12 @@ from hydra.utils import instantiate
 from torch import nn
 
 from srlab.data.images import read_image
-from srlab.imresize import imresize
+from srlab.inference.tiling import spans, upscale_tiled
 from srlab.nets.bicubic import Bicubic
 from srlab.nets.edsr import DIV2K_MEAN, EDSR
 from srlab.nets.espcn import ESPCN
 from srlab.nets.srcnn import SRCNN
-from srlab.tiling import spans, upscale_tiled
+from srlab.ops.imresize import imresize
 from tests.conftest import write_images
 
 SMALL = {  # widths that keep every test here fast

@@ -12,10 +12,10 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from srlab.callbacks import ValHistory
-from srlab.cli import user_errors
-from srlab.compare import compare
+from srlab.cli.compare import compare
+from srlab.cli.entry import user_errors
 from srlab.errors import SrlabError
+from srlab.training.callbacks import ValHistory
 from tests.conftest import FAST, compose_cfg, write_images
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,7 +96,7 @@ def test_default_out_is_the_sweep_folder(sweep, capsys):
 def test_no_runs_is_one_line_error(tmp_path):
     with pytest.raises(SrlabError, match="no training runs"):
         compare([tmp_path])
-    res = subprocess.run([sys.executable, "-m", "srlab.compare", str(tmp_path / "missing")],
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.compare", str(tmp_path / "missing")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 1
     assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error:"), res.stderr
@@ -125,7 +125,7 @@ def test_a_user_error_is_kept_in_the_run_log(tmp_path):
     (A bad config value stops before the run exists and leaves no directory: test_schema.py.)"""
     tiny = tmp_path / "tiny"
     write_images(tiny, 2, size=(16, 16))  # smaller than the 128 px patch: found only at setup
-    res = subprocess.run([sys.executable, "-m", "srlab.train", "data=folder", f"data.train_dir={tiny}",
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", "data=folder", f"data.train_dir={tiny}",
                           "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 1
@@ -155,7 +155,7 @@ def test_multirun_then_compare(tmp_path, capsys):
     out = tmp_path / "sweep"
     fast = [o for o in FAST if not o.startswith("logger=")]
     start = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "srlab.train", "-m", "loss=mse,l1", *fast, "data=folder",
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", "-m", "loss=mse,l1", *fast, "data=folder",
                           f"data.train_dir={tmp_path / 'hr'}", "trainer.max_steps=4", "trainer.val_check_interval=2",
                           "logger=csv", "callbacks.progress_bar=null", f"hydra.sweep.dir={out}"],
                          capture_output=True, text=True, timeout=240)

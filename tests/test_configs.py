@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from srlab.config import CONFIG_DIR, validate_train_config
+from srlab.config.compose import CONFIG_DIR, validate_train_config
 from srlab.errors import SrlabError
 from tests.test_experiments import TINY_NETS
 
@@ -84,7 +84,7 @@ def test_bad_values_fail_in_one_line(override, needle, make_cfg):
 
 
 def run_cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "srlab.train", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "srlab.cli.train", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_cli_bad_scale_prints_one_line_and_exits_nonzero(tmp_path):

@@ -6,7 +6,6 @@ once per module), so the file stays fast.
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +26,7 @@ from srlab.data.degrade import BicubicDegradation, Crapify, downscale
 from srlab.data.images import read_image, save_image
 from srlab.data.sources import SAMPLES, folder_split
 from srlab.errors import SrlabError
-from srlab.imresize import imresize
+from srlab.ops.imresize import imresize
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -104,8 +104,8 @@ def test_store_batches_equal_folder_batches(image_folder, tmp_path):
 
 def test_store_data_config_trains(image_folder, tmp_path, make_cfg):
     """`srlab-train data=store data.train_dir=<store>` runs end to end (fast_dev_run)."""
+    from srlab.cli.train import train
     from srlab.data.prepared import prepare_store
-    from srlab.train import train
 
     prepare_store(image_folder(n=5, size=(48, 48)), tmp_path / "store", progress=False)
     cfg = make_cfg(["data=store", f"data.train_dir={tmp_path / 'store'}", "debug=fdr", "scale=2"])
@@ -114,7 +114,7 @@ def test_store_data_config_trains(image_folder, tmp_path, make_cfg):
 
 
 def test_missing_store_is_one_line(tmp_path, make_cfg):
-    from srlab.train import train
+    from srlab.cli.train import train
 
     cfg = make_cfg(["data=store", f"data.train_dir={tmp_path / 'nowhere'}"])
     with pytest.raises(SrlabError, match="srlab-prepare") as e:

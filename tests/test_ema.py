@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from srlab.checkpoint import load_net
-from srlab.cli import _find_user_error
-from srlab.ema import EMA
+from srlab.cli.entry import _find_user_error
+from srlab.cli.train import build, train
 from srlab.errors import SrlabError
-from srlab.train import build, train
+from srlab.inference.checkpoint import load_net
+from srlab.training.ema import EMA
 
 
 def test_ema_math():

@@ -9,13 +9,13 @@ import torch
 from PIL import Image
 from torchvision import models
 
-from tests.conftest import write_images
+from srlab.cli.eval import evaluate
 from srlab.errors import SrlabError
-from srlab.eval import evaluate
-from srlab.eval_report import Crops
-from srlab.imresize import imresize
+from srlab.evaluation.report import Crops
 from srlab.losses import vgg
 from srlab.nets.unet import UNet
+from srlab.ops.imresize import imresize
+from tests.conftest import write_images
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 PUBLISHED = {"Set5": {2: 33.66, 3: 30.39, 4: 28.42}, "Set14": {2: 30.24, 3: 27.55, 4: 26.00}}
@@ -116,7 +116,7 @@ def test_lpips_is_reported_for_sr_and_bicubic(images, squeeze_backbone, make_cfg
 
 
 def test_lpips_grows_with_distortion(squeeze_backbone):
-    from srlab.lpips import LPIPS
+    from srlab.evaluation.lpips import LPIPS
 
     torch.manual_seed(0)
     metric = LPIPS("squeeze")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from srlab.cli import _find_user_error, user_error_message
+from srlab.cli.entry import _find_user_error, user_error_message
+from srlab.cli.train import train
 from srlab.data.prepared import prepare_store
-from srlab.train import train
 from tests.conftest import FAST
 
 

@@ -1,4 +1,4 @@
-"""Faults cost at most the steps since the last save (srlab/faults.py): SIGTERM / SIGUSR1
+"""Faults cost at most the steps since the last save (srlab/training/faults.py): SIGTERM / SIGUSR1
 save last.ckpt at the current step and exit 0; under SLURM, SIGUSR1 requeues and the
 requeued job resumes; last.ckpt is also written on a timer; a save is never half a file."""
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from srlab.faults import AtomicCheckpointIO
+from srlab.training.faults import AtomicCheckpointIO
 
 TINY = ["experiment=unet", "logger=none", "trainer.max_time=null", "data.num_workers=0", "data.batch_size=4", "data.patch_size=32",
         "net.channels=8", "net.depth=2", "net.space_to_depth=1", "trainer.val_check_interval=100",
@@ -20,7 +20,7 @@ TINY = ["experiment=unet", "logger=none", "trainer.max_time=null", "data.num_wor
 
 def start(run_dir: Path, *extra, env=None) -> subprocess.Popen:
     log = open(run_dir.parent / f"{run_dir.name}.out", "w")
-    return subprocess.Popen([sys.executable, "-m", "srlab.train", *TINY, f"hydra.run.dir={run_dir}", *extra],
+    return subprocess.Popen([sys.executable, "-m", "srlab.cli.train", *TINY, f"hydra.run.dir={run_dir}", *extra],
                             stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
 
 
@@ -80,7 +80,7 @@ def test_slurm_sigusr1_requeues_and_the_requeued_job_resumes(tmp_path):
 
 
 def test_timed_checkpoint_writes_last_without_validation(make_cfg):
-    from srlab.train import build
+    from srlab.cli.train import build
 
     cfg = make_cfg(["trainer.max_steps=12", "trainer.val_check_interval=100",
                     "callbacks.timed_checkpoint.train_time_interval.minutes=0.001"])
@@ -111,7 +111,7 @@ def test_kill_9_during_saves_never_leaves_a_truncated_checkpoint(tmp_path):
     every time, last.ckpt loads (the old or the new one, whole)."""
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"global_step": 0, "w": torch.zeros(1)}, path)
-    code = ("import sys, torch; from srlab.faults import AtomicCheckpointIO; io = AtomicCheckpointIO()\n"
+    code = ("import sys, torch; from srlab.training.faults import AtomicCheckpointIO; io = AtomicCheckpointIO()\n"
             "for i in range(1, 10**6): io.save_checkpoint({'global_step': i, 'w': torch.rand(16 * 2**20)}, sys.argv[1])")
     for delay in (0.4, 0.9, 1.3):
         proc = subprocess.Popen([sys.executable, "-c", code, str(path)])

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from srlab.approaches.gan import GanSR
-from srlab.checkpoint import load_net
+from srlab.cli.train import train
 from srlab.errors import SrlabError
+from srlab.inference.checkpoint import load_net
 from srlab.losses.adversarial import KINDS, AdversarialLoss
 from srlab.nets.patch_critic import PatchCritic
 from srlab.nets.unet_critic import UNetCritic
 from srlab.nets.vgg_critic import VGGCritic
-from srlab.train import train
 
 LOG2 = math.log(2)
 GAN_FAST = ["experiment=gan", "approach.critic.channels=8", "trainer.log_every_n_steps=1"]

@@ -1,4 +1,4 @@
-"""Checks that srlab.imresize is MATLAB's imresize: against an independent loop reference,
+"""Checks that srlab.ops.imresize is MATLAB's imresize: against an independent loop reference,
 hand-derived values, invariants, gradients, and the published bicubic PSNR on Set5/Set14."""
 
 import math
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from srlab.errors import SrlabError
-from srlab.imresize import imresize
+from srlab.ops.imresize import imresize
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 
-from srlab.config import CONFIG_DIR
+from srlab.config.compose import CONFIG_DIR
 from tests.conftest import write_images
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher",
@@ -49,7 +49,7 @@ def test_slurm_sweep_submits_one_array_job_with_a_task_per_gpu(tmp_path):
         (bin_dir / name).write_text(f'#!/bin/sh\n{body}echo "{name}: no cluster here" >&2\nexit 1\n')
         (bin_dir / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    res = subprocess.run([sys.executable, "-m", "srlab.train", "-m", "hydra/launcher=slurm", "loss=mse,l1",
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", "-m", "hydra/launcher=slurm", "loss=mse,l1",
                           "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4", "trainer=multinode",
                           f"hydra.sweep.dir={tmp_path / 'sweep'}"],
                          capture_output=True, text=True, timeout=120, env=env)
@@ -64,7 +64,7 @@ def test_local_sweep_runs_each_job_in_its_own_process(tmp_path):
     write_images(tmp_path / "hr", 4, size=(64, 64))
     out = tmp_path / "sweep"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two jobs at once share the cores
-    proc = subprocess.Popen([sys.executable, "-m", "srlab.train", "-m", "hydra/launcher=submitit_local", "loss=mse,l1",
+    proc = subprocess.Popen([sys.executable, "-m", "srlab.cli.train", "-m", "hydra/launcher=submitit_local", "loss=mse,l1",
                              *TINY, f"data.train_dir={tmp_path / 'hr'}", "trainer.max_steps=2",
                              "trainer.val_check_interval=2", "logger=csv", f"hydra.sweep.dir={out}",
                              "hydra.launcher.timeout_min=5", "hydra.launcher.cpus_per_task=1"],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from srlab.train import train
+from srlab.cli.train import train
 from tests.conftest import write_images
 
 BICUBIC_RUN = ["net=bicubic", "logger=none", "trainer.accelerator=cpu", "data=folder", "data.num_workers=0",
@@ -15,7 +15,7 @@ BICUBIC_RUN = ["net=bicubic", "logger=none", "trainer.accelerator=cpu", "data=fo
 
 def cli(args, tmp_path, name, timeout=300):
     out = tmp_path / name
-    res = subprocess.run([sys.executable, "-m", "srlab.train", *args, f"hydra.run.dir={out}"],
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", *args, f"hydra.run.dir={out}"],
                          capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text()), out
@@ -68,7 +68,7 @@ def test_ddp_training_runs_and_writes_the_run_dir(tmp_path):
 @pytest.mark.slow
 def test_ddp_with_fewer_val_images_than_processes_is_one_line(tmp_path):
     write_images(tmp_path / "train", 4, size=(64, 64), seed=0)  # val_fraction 0.1 -> 1 val image, 2 ranks
-    res = subprocess.run([sys.executable, "-m", "srlab.train", "trainer=ddp_sim", "trainer.max_time=null",
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", "trainer=ddp_sim", "trainer.max_time=null",
                           "logger=none", "data=folder", f"data.train_dir={tmp_path / 'train'}", "data.num_workers=0",
                           "data.patch_size=32", "net.channels=8", "trainer.max_steps=2",
                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=240)

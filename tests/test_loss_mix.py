@@ -3,10 +3,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from srlab.cli.train import train
 from srlab.losses.mix import LossMix
 from srlab.losses.pixel import L1Loss, MSELoss
-from srlab.train import train
-from tests.conftest import FAST
 
 LOSS_CONFIGS = ["mse", "l1", "charbonnier", "ssim", "msssim", "psnr", "hfen", "mse_ssim", "perceptual"]
 RANDOM_VGG = "loss.terms.perceptual.fn.weights=random"

@@ -12,7 +12,9 @@ import kornia
 import pytest
 import torch
 from torch import nn
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as tm_ms_ssim
+from torchmetrics.functional.image import (
+    multiscale_structural_similarity_index_measure as tm_ms_ssim,
+)
 
 from srlab.errors import SrlabError
 from srlab.losses import vgg

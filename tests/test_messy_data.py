@@ -6,7 +6,7 @@ import logging
 import numpy as np
 from PIL import Image
 
-from srlab.train import train
+from srlab.cli.train import train
 
 
 def _photo(h, w, seed):

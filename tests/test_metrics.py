@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from srlab.metrics import SRMetrics, luma, sr_metrics
+from srlab.evaluation.metrics import SRMetrics, luma, sr_metrics
 
 
 def solid(rgb, size=24):
@@ -96,9 +96,11 @@ def test_srmetrics_is_the_mean_of_per_image_values():
 
 
 def test_ssim_map_is_the_interior_of_torchmetrics_map():
-    from torchmetrics.functional.image import structural_similarity_index_measure as tm_ssim
+    from torchmetrics.functional.image import (
+        structural_similarity_index_measure as tm_ssim,
+    )
 
-    from srlab.metrics import crop_border, ssim
+    from srlab.evaluation.metrics import crop_border, ssim
 
     torch.manual_seed(0)
     a = (torch.rand(2, 1, 40, 33, dtype=torch.float64) * 255).round()

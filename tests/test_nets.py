@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from srlab.imresize import imresize
 from srlab.nets.autoencoder import AutoEncoder
 from srlab.nets.bicubic import Bicubic
 from srlab.nets.unet import UNet
+from srlab.ops.imresize import imresize
 
 
 @pytest.mark.parametrize("cls", [UNet, AutoEncoder])

@@ -1,5 +1,5 @@
 """A NaN/Inf loss names its term and step, skips its update, and stops training after too
-many in a row with the last good weights saved (srlab/nonfinite.py)."""
+many in a row with the last good weights saved (srlab/training/nonfinite.py)."""
 import logging
 import math
 from pathlib import Path
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from srlab.cli.train import build
 from srlab.errors import SrlabError
-from srlab.train import build
 
 
 def poison(model, bad_calls):
@@ -35,9 +35,9 @@ def test_nan_loss_skips_the_update_and_names_term_and_step(make_cfg, caplog):
     cfg = make_cfg(["trainer.max_steps=6", "trainer.val_check_interval=100", "approach.max_nonfinite_skips=3"])
     datamodule, model, trainer, _ = build(cfg)
     poison(model, lambda n: n in (2, 3))  # training calls 2 and 3 (no validation before step 6)
-    with caplog.at_level(logging.WARNING, logger="srlab.nonfinite"):
+    with caplog.at_level(logging.WARNING, logger="srlab.training.nonfinite"):
         trainer.fit(model, datamodule=datamodule)
-    messages = [r.getMessage() for r in caplog.records if r.name == "srlab.nonfinite"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "srlab.training.nonfinite"]
     assert len(messages) == 2
     assert messages[0].startswith("non-finite loss at step 2 (mse=nan)") and "update skipped (1 in a row" in messages[0]
     assert messages[1].startswith("non-finite loss at step 3 (mse=nan)") and "(2 in a row" in messages[1]
@@ -82,8 +82,8 @@ def test_gan_skips_a_nan_critic_update_only(make_cfg, caplog):
         return loss * math.nan if calls["n"] == 2 else loss
 
     model.adversarial.critic = critic_loss
-    with caplog.at_level(logging.WARNING, logger="srlab.nonfinite"):
+    with caplog.at_level(logging.WARNING, logger="srlab.training.nonfinite"):
         trainer.fit(model, datamodule=datamodule)
-    messages = [r.getMessage() for r in caplog.records if r.name == "srlab.nonfinite"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "srlab.training.nonfinite"]
     assert len(messages) == 1 and messages[0].startswith("non-finite critic loss at step") and "critic=nan" in messages[0]
     assert all(torch.isfinite(p).all() for p in model.critic.parameters())

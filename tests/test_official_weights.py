@@ -6,8 +6,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from srlab.checkpoint import load_net
 from srlab.errors import SrlabError
+from srlab.inference.checkpoint import load_net
 from srlab.nets.edsr import DIV2K_MEAN
 from tests.test_paper_nets import TINY
 

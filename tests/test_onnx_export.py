@@ -7,11 +7,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from srlab.checkpoint import EXPORT_FORMAT, instantiate
-from srlab.config import CONFIG_DIR
+from srlab.cli.export import export
+from srlab.config.compose import CONFIG_DIR
 from srlab.errors import SrlabError
-from srlab.export import export
-from srlab.onnx_export import check_onnx
+from srlab.inference.checkpoint import EXPORT_FORMAT, instantiate
+from srlab.inference.onnx_export import check_onnx
 
 ort = pytest.importorskip("onnxruntime")
 NETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "net").glob("*.yaml"))

@@ -4,11 +4,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from srlab.inference.tiling import lr_alignment, spans, upscale_tiled
 from srlab.nets.rcan import RCAN
 from srlab.nets.rrdbnet import RRDBNet
 from srlab.nets.swin_blocks import SwinLayer, shift_mask
 from srlab.nets.swinir import SwinIR
-from srlab.tiling import lr_alignment, spans, upscale_tiled
 
 TINY = {  # a block or two, narrow: every forward here takes milliseconds
     "rrdbnet": lambda s, **kw: RRDBNet(s, n_blocks=1, channels=8, growth=4, **kw),

@@ -12,7 +12,13 @@ from PIL import Image
 
 from srlab.data import prepared
 from srlab.data.images import read_image
-from srlab.data.prepared import is_store, load_image, open_store, prepare_store, to_float
+from srlab.data.prepared import (
+    is_store,
+    load_image,
+    open_store,
+    prepare_store,
+    to_float,
+)
 from srlab.errors import SrlabError
 
 H, W = 20, 28
@@ -187,7 +193,7 @@ def test_cli(tmp_path):
     src.mkdir()
     for i in range(2):
         Image.fromarray(_rgb(i)).save(src / f"img{i}.png")
-    cmd = [sys.executable, "-m", "srlab.prepare"]
+    cmd = [sys.executable, "-m", "srlab.cli.prepare"]
     run = subprocess.run(cmd + [f"input={src}", f"output={dst}"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr

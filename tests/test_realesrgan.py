@@ -5,7 +5,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from srlab.config import CONFIG_DIR
+from srlab.config.compose import CONFIG_DIR
 from srlab.data import kernels
 from srlab.data.pair_pool import PairPool
 from srlab.data.realesrgan import RealESRGAN
@@ -235,7 +235,7 @@ def test_training_batches_sharpened_pooled_and_deterministic(image_folder):
 
 def test_val_lr_is_the_same_in_two_runs_and_not_bicubic(image_folder):
     from srlab.data.datamodule import FolderDataModule
-    from srlab.imresize import imresize
+    from srlab.ops.imresize import imresize
 
     folder = image_folder(n=6, size=(48, 40))
     vals = []
@@ -255,7 +255,7 @@ def test_val_lr_is_the_same_in_two_runs_and_not_bicubic(image_folder):
 
 
 def test_sample_panel_shows_the_degraded_lr_as_the_net_saw_it():
-    from srlab.callbacks import nearest_up, panel
+    from srlab.training.callbacks import nearest_up, panel
 
     lr = torch.rand(3, 4, 5)
     up = nearest_up(lr, 4)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 
-from srlab.train import build, train
+from srlab.cli.train import build, train
 
 
 class CrashAt(pl.Callback):

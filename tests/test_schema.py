@@ -1,14 +1,14 @@
 """Bad config values: one line naming the key, the value and what is expected, before
-anything is built (srlab/schema.py) -- and no run directory left behind."""
+anything is built (srlab/config/schema.py) -- and no run directory left behind."""
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from srlab.config import validate_train_config
+from srlab.config.compose import validate_train_config
+from srlab.config.schema import build_net, check_net
 from srlab.errors import SrlabError
-from srlab.schema import build_net, check_net
 
 BAD = [
     # (overrides, what the one line must say)
@@ -72,7 +72,7 @@ def test_net_that_refuses_a_scale_or_a_patch_is_one_line(make_cfg):
 
 def test_cli_bad_value_leaves_no_run_directory(tmp_path):
     run_dir = tmp_path / "run"
-    res = subprocess.run([sys.executable, "-m", "srlab.train", "approach.optimizer.lr=abc", "logger=wandb",
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", "approach.optimizer.lr=abc", "logger=wandb",
                           f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == ["error: approach.optimizer.lr='abc': expected a number >= 0, e.g. 1e-4 (0 freezes the net)"]
@@ -89,7 +89,7 @@ def test_cli_bad_value_leaves_no_run_directory(tmp_path):
 ])
 def test_unknown_key_or_option_on_the_command_line_is_one_line(argv, line, capsys):
     """Hydra refuses these before srlab runs, in several lines; srlab-train says it in one."""
-    from srlab.cli import check_overrides
+    from srlab.cli.entry import check_overrides
 
     with pytest.raises(SystemExit) as stop:
         check_overrides("train", argv)
@@ -99,6 +99,6 @@ def test_unknown_key_or_option_on_the_command_line_is_one_line(argv, line, capsy
 
 
 def test_good_overrides_pass_the_command_line_check():
-    from srlab.cli import check_overrides
+    from srlab.cli.entry import check_overrides
 
     check_overrides("train", ["net=edsr", "net.n_blocks=4", "+approach.optimizer.amsgrad=true", "logger=none"])

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from srlab.approaches.base import SRApproach
-from srlab.callbacks import ProgressBar
+from srlab.cli.train import build
 from srlab.errors import SrlabError
 from srlab.nets.unet import UNet
-from srlab.speed import apply_speed_switches, resolve
-from srlab.train import build
+from srlab.training.callbacks import ProgressBar
+from srlab.training.speed import apply_speed_switches, resolve
 
 
 def test_train_terms_logged_only_on_logging_steps(make_cfg, monkeypatch):
@@ -46,7 +46,7 @@ def test_progress_bar_updates_at_most_every_interval(monkeypatch):
     calls, clock = [], [100.0]
     monkeypatch.setattr("pytorch_lightning.callbacks.RichProgressBar.on_train_batch_end",
                         lambda self, *a: calls.append(a[-1]))
-    monkeypatch.setattr("srlab.callbacks.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("srlab.training.callbacks.time.monotonic", lambda: clock[0])
     monkeypatch.setattr(ProgressBar, "total_train_batches", property(lambda self: 1000))
     for i in range(40):  # 40 batches of 1/16 s (exact in binary): one update per 8, the first at once
         bar.on_train_batch_end(None, None, None, None, i)

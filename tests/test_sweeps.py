@@ -16,7 +16,7 @@ TINY = ["experiment=unet", "data=folder", "data.num_workers=0", "data.batch_size
 def sweep(tmp_path, *overrides):
     write_images(tmp_path / "hr", 4, size=(64, 64))
     out = tmp_path / "sweep"
-    res = subprocess.run([sys.executable, "-m", "srlab.train", "-m", *TINY, f"data.train_dir={tmp_path / 'hr'}",
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", "-m", *TINY, f"data.train_dir={tmp_path / 'hr'}",
                           f"hydra.sweep.dir={out}", *overrides], capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     trials = sorted(p for p in out.iterdir() if p.is_dir() and p.name.isdigit())
@@ -32,10 +32,10 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
     assert best["best_value"] == pytest.approx(max(m["val/psnr_y"] for m in trials.values()), abs=1e-4)
     assert set(best["best_params"]) == {"approach.optimizer.lr", "net.channels", "loss"}
     assert 1e-4 <= best["best_params"]["approach.optimizer.lr"] <= 3e-3
-    # W&B run names of the trials are made of the keys the study varies (srlab/run_names.py)
-    from srlab.run_names import swept_keys
-
+    # W&B run names of the trials are made of the keys the study varies (srlab/runs/names.py)
     from omegaconf import OmegaConf
+
+    from srlab.runs.names import swept_keys
 
     job_hydra = OmegaConf.load(out / "0" / ".hydra" / "hydra.yaml").hydra
     assert swept_keys(out, job_hydra) == {"approach.optimizer.lr", "net.channels", "loss"}

@@ -12,9 +12,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from srlab.errors import SrlabError
-from srlab.imresize import imresize
-from srlab.tile_size import lr_alignment, min_tile
-from srlab.tiling import spans, upscale_tiled
+from srlab.inference.tile_size import lr_alignment, min_tile
+from srlab.inference.tiling import spans, upscale_tiled
+from srlab.ops.imresize import imresize
 
 
 class LocalNet(nn.Module):
@@ -156,7 +156,7 @@ def test_no_float_tensor_near_the_output_size():
 MEMORY_SCRIPT = textwrap.dedent("""
     import json, resource, torch
     from torch import nn
-    from srlab.tiling import upscale_tiled
+    from srlab.inference.tiling import upscale_tiled
     torch.set_num_threads(1)
     net = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.PixelShuffle(2)).eval()
     net.scale = 2
@@ -179,7 +179,7 @@ def test_peak_rss_grows_by_little_more_than_the_uint8_output():
 
 
 def test_tile_height_shrinks_for_wide_images_and_rectangular_tiles_stay_exact():
-    from srlab.tile_size import auto_tile_height
+    from srlab.inference.tile_size import auto_tile_height
 
     budget = 512 << 20
     narrow, wide = (auto_tile_height(w, 4, 3, 1024, 32, budget=budget) for w in (1000, 4000))
@@ -187,7 +187,7 @@ def test_tile_height_shrinks_for_wide_images_and_rectangular_tiles_stay_exact():
     assert auto_tile_height(10**6, 4, 3, 1024, 32, budget=budget) == min_tile(32)  # never below the minimum
     torch.manual_seed(4)
     net, x = LocalNet(scale=2, depth=3).eval(), torch.rand(3, 70, 90)
-    from srlab.tiling import tile_bands
+    from srlab.inference.tiling import tile_bands
 
     bands = list(tile_bands(net, x[None], 2, 64, 12, torch.device("cpu"), tile_height=37, out_dtype=torch.float32))
     assert len(bands) == 3  # 37-px tile rows over 70 px, 64-px columns

@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from srlab.train import train
-from tests.conftest import compose_cfg, write_images, FAST
+from srlab.cli.train import train
+from tests.conftest import FAST, compose_cfg, write_images
 
 REAL_RUN = FAST + [
     "scale=2", "data.patch_size=32", "data.batch_size=8", "net.channels=16", "net.depth=2",
@@ -70,7 +70,7 @@ def test_eval_cli_writes_the_promised_keys(trained, tmp_path):
     run_dir, metrics, root = trained
     out = tmp_path / "eval"
     res = subprocess.run(
-        [sys.executable, "-m", "srlab.eval", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        [sys.executable, "-m", "srlab.cli.eval", f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
          f"eval.sets=[{root / 'val'}]", "scale=2", f"hydra.run.dir={out}"],
         capture_output=True, text=True, timeout=180,
     )
@@ -104,7 +104,7 @@ def test_fast_dev_run_of_each_net(net, image_folder, make_cfg):
 def test_empty_data_folder_fails_with_one_line_naming_it(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    res = subprocess.run([sys.executable, "-m", "srlab.train", "data=folder", f"data.train_dir={empty}",
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", "data=folder", f"data.train_dir={empty}",
                           "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 1
@@ -116,7 +116,7 @@ def test_last_checkpoint_is_the_latest_state_not_the_best(make_cfg):
     validation scores the same, so best stays at the first one while last moves on."""
     from pathlib import Path
 
-    from srlab.train import train as run
+    from srlab.cli.train import train as run
 
     cfg = make_cfg(["trainer.max_steps=6", "trainer.val_check_interval=2", "approach.optimizer.lr=0.0",
                     "lr_schedule=constant"])
@@ -138,7 +138,7 @@ def test_bad_resume_checkpoint_is_one_line(trained, tmp_path, content):
         bad.write_bytes(content)
     run_dir = tmp_path / "run"
     if content is None:  # once through the console script: one line, no run directory
-        res = subprocess.run([sys.executable, "-m", "srlab.train", *FAST, f"ckpt_path={bad}",
+        res = subprocess.run([sys.executable, "-m", "srlab.cli.train", *FAST, f"ckpt_path={bad}",
                               f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=120)
         lines = [line for line in res.stderr.splitlines() if line.strip()]
         assert res.returncode == 1 and lines == [lines[-1]] and lines[-1].startswith("error: ckpt_path=")

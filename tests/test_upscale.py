@@ -14,11 +14,11 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
-from srlab.checkpoint import load_net
+from srlab.cli.export import export
+from srlab.cli.upscale import pick_device, plan, upscale, write_png16
 from srlab.errors import SrlabError
-from srlab.export import export
-from srlab.imresize import imresize
-from srlab.upscale import pick_device, plan, upscale, write_png16
+from srlab.inference.checkpoint import load_net
+from srlab.ops.imresize import imresize
 
 NET_MODULE = textwrap.dedent('''
     """A 2-conv post-upsampling net (receptive field 2 LR px) and a class no safe loader knows."""
@@ -106,7 +106,7 @@ def test_cli_folder_of_mixed_images(net_dir, tmp_path):
     (src / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
     exe = Path(sys.executable).with_name("srlab-upscale")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "srlab.upscale"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "srlab.cli.upscale"]
     run = subprocess.run(cmd + [f"ckpt_path={tmp_path / 'run.ckpt'}", f"input={src}", f"output={out}",
                                 "tile=32", "overlap=8", "progress=false"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -212,7 +212,7 @@ def test_bad_checkpoints_are_one_line(net_dir, tmp_path):
 
 def test_export_reloads_without_hydra_or_lightning(net_dir, tmp_path, monkeypatch, capsys):
     net = make_ckpt(tmp_path / "best.ckpt", seed=5)
-    from srlab.export import main
+    from srlab.cli.export import main
 
     monkeypatch.setattr(sys, "argv", ["srlab-export", f"ckpt_path={tmp_path / 'best.ckpt'}"])
     try:
@@ -230,7 +230,7 @@ def test_export_reloads_without_hydra_or_lightning(net_dir, tmp_path, monkeypatc
     torch.save(x, tmp_path / "x.pt")
     code = textwrap.dedent(f"""
         import sys, torch
-        from srlab.checkpoint import load_net
+        from srlab.inference.checkpoint import load_net
         net, info = load_net({str(exported)!r})
         heavy = [m for m in ("hydra", "omegaconf", "pytorch_lightning", "lightning") if m in sys.modules]
         assert not heavy, heavy

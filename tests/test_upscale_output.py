@@ -8,8 +8,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from srlab.image_writers import PngStream
-from srlab.upscale import upscale
+from srlab.cli.upscale import upscale
+from srlab.inference.image_writers import PngStream
 from tests.test_upscale import make_ckpt, net_dir, read_png16  # noqa: F401 - net_dir is a fixture
 
 
@@ -110,8 +110,8 @@ def test_a_failure_mid_image_leaves_no_file_and_no_thread(tmp_path):
     import torch
     from torch import nn
 
+    from srlab.cli.upscale import upscale_file
     from srlab.errors import SrlabError
-    from srlab.upscale import upscale_file
 
     class FailsOnThirdCall(nn.Module):
         scale, calls = 2, 0

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from srlab.checkpoint import load_net
+from srlab.cli.train import train
+from srlab.inference.checkpoint import load_net
 from srlab.losses.kl import gaussian_kl
 from srlab.nets.bicubic import Bicubic
 from srlab.nets.cvae_unet import CVAEUNet
-from srlab.train import train
 
 VAE_FAST = ["experiment=vae", "net.channels=8", "net.depth=2", "net.space_to_depth=1", "trainer.log_every_n_steps=1"]
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from srlab.diversity import sample_spread
+from srlab.cli.train import train
+from srlab.cli.upscale import upscale
 from srlab.errors import SrlabError
+from srlab.evaluation.diversity import sample_spread
 from srlab.losses.kl import gaussian_kl
 from srlab.nets.cvae_unet import CVAEUNet
 from srlab.nets.unet import UNet
-from srlab.train import train
-from srlab.upscale import upscale
 
 VAE_FAST = ["experiment=vae", "net.channels=8", "net.depth=2", "net.space_to_depth=1", "net.latent_channels=4"]
 
@@ -89,7 +89,7 @@ def test_upscale_writes_n_samples_for_a_vae_and_refuses_for_a_deterministic_net(
 
 
 def test_eval_reports_diversity_for_a_vae(vae_run, image_folder, make_cfg):
-    from srlab.eval import evaluate
+    from srlab.cli.eval import evaluate
 
     _, run_dir = vae_run
     folder = image_folder("set", n=2, size=(32, 32))

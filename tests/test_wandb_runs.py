@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from srlab.run_names import group_of_checkpoint, run_group, run_name
+from srlab.runs.names import group_of_checkpoint, run_group, run_name
 from tests.conftest import FAST
 
 wandb_pb2 = pytest.importorskip("wandb.proto.wandb_internal_pb2")
@@ -40,7 +40,7 @@ def wandb_records(path: Path) -> list:
 def test_multirun_gives_one_named_grouped_run_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    cmd = [sys.executable, "-m", "srlab.train", "-m", "loss=mse,l1", *FAST, "logger=wandb",
+    cmd = [sys.executable, "-m", "srlab.cli.train", "-m", "loss=mse,l1", *FAST, "logger=wandb",
            "trainer.max_steps=2", "trainer.val_check_interval=2", "tags=[sweeptest]",
            f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from srlab.config import CONFIG_DIR
+from srlab.config.compose import CONFIG_DIR
 
 sweep_utils = pytest.importorskip("wandb.sdk.launch.sweeps.utils")
 SWEEP = yaml.safe_load((CONFIG_DIR / "wandb_sweep.yaml").read_text())
@@ -68,7 +68,7 @@ def test_agent_command_for_a_sample_point_is_accepted_by_srlab_train(monkeypatch
         assert f"{name}={value}" in args  # Hydra's key=value, no leading dashes
     monkeypatch.setenv("WANDB_SWEEP_ID", "sw33p")
     monkeypatch.setenv("WANDB_RUN_ID", "run42")
-    res = subprocess.run([sys.executable, "-m", "srlab.train", *args, "--cfg", "job"],
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", *args, "--cfg", "job"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     cfg = OmegaConf.create(res.stdout)

@@ -12,17 +12,16 @@ import random
 from collections.abc import Callable, Mapping
 
 import numpy as np
-
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from srlab.ema import EMA
 from srlab.errors import SrlabError
-from srlab.imresize import imresize
+from srlab.evaluation.metrics import SRMetrics
 from srlab.losses.mix import LossMix
-from srlab.metrics import SRMetrics
-from srlab.nonfinite import NonFiniteGuard
+from srlab.ops.imresize import imresize
+from srlab.training.ema import EMA
+from srlab.training.nonfinite import NonFiniteGuard
 
 
 class SRApproach(pl.LightningModule):
@@ -37,9 +36,9 @@ class SRApproach(pl.LightningModule):
         decay = float((ema or {}).get("decay", 0.0) or 0.0)
         if not 0.0 <= decay < 1.0:
             raise SrlabError(f"approach.ema.decay={decay}: use 0 (off) or a value in (0, 1), e.g. 0.999")
-        # Averaged weights (srlab/ema.py), under "ema.module." in checkpoints; None when off.
+        # Averaged weights (srlab/training/ema.py), under "ema.module." in checkpoints; None when off.
         self.ema = EMA(net, decay) if decay > 0 else None
-        # a NaN/Inf loss skips its update, named in one warning (srlab/nonfinite.py)
+        # a NaN/Inf loss skips its update, named in one warning (srlab/training/nonfinite.py)
         self.nonfinite = NonFiniteGuard(max_nonfinite_skips)
 
     def finite(self, total: torch.Tensor, terms: dict, what: str = "loss") -> bool:

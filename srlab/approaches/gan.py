@@ -58,7 +58,7 @@ class GanSR(SRApproach):
             self.init_generator(init_from)
 
     def init_generator(self, path: str) -> None:
-        from srlab.checkpoint import load_net
+        from srlab.inference.checkpoint import load_net
 
         pretrained, _ = load_net(path)
         try:

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from srlab.approaches.regression import RegressionSR
-from srlab.diversity import sample_spread
 from srlab.errors import SrlabError
+from srlab.evaluation.diversity import sample_spread
+from srlab.evaluation.metrics import SRMetrics
 from srlab.losses.kl import gaussian_kl
 from srlab.losses.mix import LossMix
-from srlab.metrics import SRMetrics
 
 
 class VaeSR(RegressionSR):
@@ -119,7 +119,7 @@ class VaeSR(RegressionSR):
         if gap >= self.collapse_gap_db:
             return False
         warnings.warn(f"posterior collapse at step {self.global_step}: val/posterior_psnr_y - val/psnr_y = "
-                      f"{gap:.3f} dB < {self.collapse_gap_db} dB, the latent is ignored (see the VAE "
-                      f"section of README.md: net.logvar_init, approach.free_bits, approach.kl_weight)",
+                      f"{gap:.3f} dB < {self.collapse_gap_db} dB, the latent is ignored (see docs/approaches.md, "
+                      f"VAE: net.logvar_init, approach.free_bits, approach.kl_weight)",
                       stacklevel=2)
         return True

@@ -21,9 +21,9 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from srlab.data.images import image_size, read_image
-from srlab.errors import SrlabError
 from srlab.data.prepared import load_image, to_float
-from srlab.imresize import imresize
+from srlab.errors import SrlabError
+from srlab.ops.imresize import imresize
 
 log = logging.getLogger(__name__)
 

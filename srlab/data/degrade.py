@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from srlab.errors import SrlabError
-from srlab.imresize import imresize
+from srlab.ops.imresize import imresize
 
 IMRESIZE_KERNELS = ("cubic", "linear", "box", "lanczos2", "lanczos3")
 TORCH_KERNELS = ("area", "bilinear", "nearest")

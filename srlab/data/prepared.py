@@ -161,7 +161,13 @@ def prepare_store(input_dir: str | Path, output_dir: str | Path, progress: bool 
     every image, so an interrupted run (Ctrl-C, an unreadable file) keeps everything converted
     so far and a re-run continues. Returns {"added", "updated", "unchanged"} counts.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     root, store = Path(input_dir).expanduser(), Path(output_dir).expanduser()
     named = _named(root, list_images(root, "input"))

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from srlab.config import CONFIG_DIR
+from srlab.config.compose import CONFIG_DIR
 from srlab.errors import SrlabError
 
 TERMS_DIR = CONFIG_DIR / "loss" / "terms"

@@ -6,7 +6,7 @@ Every srlab run reports its gain over this; `net=bicubic` evaluates it on its ow
 import torch
 from torch import nn
 
-from srlab.imresize import imresize
+from srlab.ops.imresize import imresize
 
 
 class Bicubic(nn.Module):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srlab.imresize import imresize
+from srlab.ops.imresize import imresize
 
 
 def conv_block(c_in: int, c_out: int, norm: str | None = None) -> nn.Sequential:

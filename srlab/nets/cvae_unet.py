@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from srlab.imresize import imresize
 from srlab.nets.blocks import conv_block
 from srlab.nets.unet import UNet
+from srlab.ops.imresize import imresize
 
 
 class CVAEUNet(UNet):

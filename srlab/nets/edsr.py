@@ -32,8 +32,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from srlab.imresize import imresize
 from srlab.nets.blocks import ResBlock, pixel_shuffle_upsampler
+from srlab.ops.imresize import imresize
 
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)  # mean RGB of the DIV2K training set, in [0, 1]
 

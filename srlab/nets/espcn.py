@@ -20,7 +20,7 @@ tile overlap covers the small receptive field (4 LR px; bicubic's 2 px lie withi
 import torch
 from torch import nn
 
-from srlab.imresize import imresize
+from srlab.ops.imresize import imresize
 
 
 class ESPCN(nn.Module):

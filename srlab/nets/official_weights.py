@@ -32,7 +32,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a released weights file, unwrapped and without DataParallel's prefix."""
     path = Path(str(path)).expanduser()
     if not path.is_file():
-        raise SrlabError(f"net.weights={path} not found: download the authors' file first (see README, "
+        raise SrlabError(f"net.weights={path} not found: download the authors' file first (see docs/recipes.md, "
                          "'Published weights') and pass its path")
     try:
         with warnings.catch_warnings():

@@ -19,7 +19,7 @@ Two configurations of the paper (sec. 4.1), chosen by config:
 
 Any input size works: the input is reflect-padded at the bottom/right to a multiple of the
 window, and the output cropped back. `multiple = window` makes tiled upscaling start tiles on
-the window grid, so inside a tile the windows are the whole image's windows (srlab/tiling.py).
+the window grid, so inside a tile the windows are the whole image's windows (srlab/inference/tiling.py).
 Images are in [0, 1]; the DIV2K mean is subtracted and added back, as in the paper's code.
 Module names follow the authors' code except two (`OFFICIAL_RULES`), so their released
 files load with `net.weights=<file>`.

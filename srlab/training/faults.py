@@ -1,6 +1,6 @@
 """What a fault can cost a run: checkpoints that are whole, and signals that save first.
 
-srlab's promise (README, "Faults"): a run loses at most the steps since its last save, and a
+srlab's promise (docs/faults.md): a run loses at most the steps since its last save, and a
 save is never half a file.
 - `last.ckpt` is written at every validation (`callbacks.last_checkpoint`), every
   `callbacks.timed_checkpoint.train_time_interval` of training (bounds what a kill -9 or a

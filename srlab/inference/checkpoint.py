@@ -111,7 +111,7 @@ def _net_parts(obj, path: Path) -> tuple[dict, dict, dict | None, str]:
     if not isinstance(obj.get("state_dict"), dict) or not isinstance(cfg, dict) or not isinstance(cfg.get("net"), dict):
         raise SrlabError(f"checkpoint {path} has no srlab_config/state_dict: it was not written by "
                          "srlab-train; pass a .ckpt from an srlab run directory")
-    # The averaged weights when the run kept an EMA (srlab/ema.py): what was validated.
+    # The averaged weights when the run kept an EMA (srlab/training/ema.py): what was validated.
     weights = obj["state_dict"]
     prefix = "ema.module." if any(k.startswith("ema.module.") for k in weights) else "net."
     state_dict = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}

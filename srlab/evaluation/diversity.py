@@ -3,7 +3,7 @@
 SR is one-to-many; a conditional VAE (srlab.nets.cvae_unet) returns one plausible HR image
 per latent draw. `sample_spread` draws `n` of them at a temperature and measures, per
 pixel, the standard deviation across the draws on the channel papers measure (Y for colour,
-the gray value for gray sources; srlab.metrics.luma) in 8-bit levels, with `border` pixels
+the gray value for gray sources; srlab.evaluation.metrics.luma) in 8-bit levels, with `border` pixels
 cropped as for PSNR. Its mean per image is `val/sample_diversity` (the VAE approach) and
 srlab-eval's `sample_diversity`; the map itself goes into the sample panels, where it should
 light up on edges and texture (the ambiguous parts), not on flat regions.
@@ -13,7 +13,7 @@ A net without `sample` (any deterministic net) gives the same image every time: 
 import torch
 from torch import nn
 
-from srlab.metrics import crop_border, luma
+from srlab.evaluation.metrics import crop_border, luma
 
 
 def draw(net: nn.Module, lr: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -5,12 +5,12 @@
                    png_compression=1 profile=false trust_checkpoint=false]
                   [samples=1 temperature=1.0]
 
-The sequence: load the net (`srlab.checkpoint`, weights_only unless trusted) -> list the
+The sequence: load the net (`srlab.inference.checkpoint`, weights_only unless trusted) -> list the
 inputs -> for each image: read it (the next one is read in a thread meanwhile), upscale it
-tile row by tile row (`srlab.tiling`: batched tiles, blended on the device), and stream the
-finished rows into the output file from a writer thread (`srlab.image_writers`), so neither
+tile row by tile row (`srlab.inference.tiling`: batched tiles, blended on the device), and stream the
+finished rows into the output file from a writer thread (`srlab.inference.image_writers`), so neither
 the GPU nor the encoder waits for the other and no full-size output is ever held.
-`profile=true` prints the read / net / blend / write split (`srlab.profiling`).
+`profile=true` prints the read / net / blend / write split (`srlab.inference.profiling`).
 What the file was is kept:
 - alpha: upscaled with MATLAB bicubic (`imresize`) in the same tiled pass (`AlphaNet`)
   and re-attached (RGBA / LA); the net only ever sees colour. `read_image` composites
@@ -46,18 +46,30 @@ from PIL import Image, ImageOps
 from torch import nn
 from tqdm import tqdm
 
-from srlab.checkpoint import load_net
-from srlab.cli import user_errors
-from srlab.config import CONFIG_DIR
+from srlab.cli.entry import user_errors
+from srlab.config.compose import CONFIG_DIR
 from srlab.data.images import read_image
 from srlab.data.sources import IMAGE_EXTENSIONS, list_images
 from srlab.errors import SrlabError
-from srlab.image_writers import FORMATS, SUFFIXES, BackgroundWriter, PngStream, open_stream
-from srlab.imresize import imresize
-from srlab.profiling import StageTimer
-from srlab.prior_samples import sample_jobs
-from srlab.tile_size import auto_tile, auto_tile_batch, auto_tile_height, lr_alignment, min_tile
-from srlab.tiling import bands_to_host, tile_bands
+from srlab.inference.checkpoint import load_net
+from srlab.inference.image_writers import (
+    FORMATS,
+    SUFFIXES,
+    BackgroundWriter,
+    PngStream,
+    open_stream,
+)
+from srlab.inference.prior_samples import sample_jobs
+from srlab.inference.profiling import StageTimer
+from srlab.inference.tile_size import (
+    auto_tile,
+    auto_tile_batch,
+    auto_tile_height,
+    lr_alignment,
+    min_tile,
+)
+from srlab.inference.tiling import bands_to_host, tile_bands
+from srlab.ops.imresize import imresize
 
 log = logging.getLogger(__name__)
 _GRAY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -294,7 +306,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The `srlab-upscale` console script: one line for an unknown key or option, then Hydra."""
-    from srlab.cli import hydra_entry
+    from srlab.cli.entry import hydra_entry
 
     hydra_entry("upscale", main)
 

@@ -4,11 +4,11 @@ A Lightning checkpoint carries optimizer state, loop state and the whole trainin
 to ship a model only the net's config, its scale and its weights are needed. The exported
 file, `{"format": "srlab-net/1", "net_config", "scale", "state_dict"}`, holds only dicts,
 strings, numbers and tensors, so it loads with `torch.load(weights_only=True)` and
-`srlab.checkpoint.load_net` rebuilds the net without Hydra or Lightning. When the
+`srlab.inference.checkpoint.load_net` rebuilds the net without Hydra or Lightning. When the
 `safetensors` package is installed a `.safetensors` twin is written too (config in its
 metadata), for tools that only accept that format.
 
-`format=onnx` writes `<stem>.onnx` instead (`srlab.onnx_export`): dynamic batch/height/width,
+`format=onnx` writes `<stem>.onnx` instead (`srlab.inference.onnx_export`): dynamic batch/height/width,
 input "lr" [N,3,h,w] in [0,1], output "sr" [N,3,h*s,w*s] (not clamped), verified against
 PyTorch with onnxruntime before the command returns.
 """
@@ -22,10 +22,10 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from srlab.checkpoint import EXPORT_FORMAT, load_net
-from srlab.cli import user_errors
-from srlab.config import CONFIG_DIR
+from srlab.cli.entry import user_errors
+from srlab.config.compose import CONFIG_DIR
 from srlab.errors import SrlabError
+from srlab.inference.checkpoint import EXPORT_FORMAT, load_net
 
 
 def default_output(ckpt_path: str | Path) -> Path:
@@ -49,7 +49,7 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
     if out.resolve() == Path(ckpt_path).resolve():
         raise SrlabError(f"output={out} would overwrite the checkpoint: choose another file name")
     if format == "onnx":
-        from srlab.onnx_export import export_onnx
+        from srlab.inference.onnx_export import export_onnx
 
         diff = export_onnx(net, out)
         print(f"onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
@@ -86,7 +86,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The `srlab-export` console script: one line for an unknown key or option, then Hydra."""
-    from srlab.cli import hydra_entry
+    from srlab.cli.entry import hydra_entry
 
     hydra_entry("export", main)
 

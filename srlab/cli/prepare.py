@@ -10,8 +10,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from srlab.cli import user_errors
-from srlab.config import CONFIG_DIR
+from srlab.cli.entry import user_errors
+from srlab.config.compose import CONFIG_DIR
 from srlab.data.prepared import prepare_store
 
 
@@ -23,7 +23,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The `srlab-prepare` console script: one line for an unknown key or option, then Hydra."""
-    from srlab.cli import hydra_entry
+    from srlab.cli.entry import hydra_entry
 
     hydra_entry("prepare", main)
 

@@ -14,8 +14,8 @@ import torch
 from torchvision import models
 
 from srlab.errors import SrlabError
+from srlab.evaluation.metrics import crop_border, quantize
 from srlab.losses.vgg import fetch_weights
-from srlab.metrics import crop_border, quantize
 
 BACKBONES = {
     "alex": models.AlexNet_Weights.IMAGENET1K_V1,

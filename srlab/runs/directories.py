@@ -147,7 +147,7 @@ def read_history(run_dir: Path, key: str = "val/psnr_y") -> list[tuple[int, floa
 def run_status(run_dir: Path, metrics: dict | None) -> str:
     if metrics is not None:
         return "ok"
-    for log in run_dir.glob("*.log"):  # train.log: srlab.cli writes why a run stopped there
+    for log in run_dir.glob("*.log"):  # train.log: srlab.cli.entry writes why a run stopped there
         text = log.read_text(errors="replace")
         if "error:" in text or "Traceback" in text:
             return "failed"

@@ -45,7 +45,13 @@ from torch import nn
 from tqdm import tqdm
 
 from srlab.errors import SrlabError
-from srlab.tile_size import auto_tile, auto_tile_batch, auto_tile_height, lr_alignment, min_tile
+from srlab.inference.tile_size import (
+    auto_tile,
+    auto_tile_batch,
+    auto_tile_height,
+    lr_alignment,
+    min_tile,
+)
 
 
 def spans(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
@@ -90,7 +96,7 @@ def blend_weights(tiles: list[tuple[int, int]], scale: int) -> list[torch.Tensor
 
 
 class _NoTimer:
-    """Stand-in for `srlab.profiling.StageTimer` when nobody measures."""
+    """Stand-in for `srlab.inference.profiling.StageTimer` when nobody measures."""
 
     def __call__(self, stage):
         return contextlib.nullcontext()

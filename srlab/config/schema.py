@@ -33,6 +33,18 @@ from srlab.errors import SrlabError
 
 _UNKNOWN = object()  # "cannot judge": never an error
 
+# Modules that the by-role layout moved (srlab 0.1 -> 0.2) and that configs name by
+# `_target_`. Nets, losses, data and approaches did not move, so checkpoints and exports
+# (which instantiate only those) load unchanged; a whole old config re-run gets this hint.
+MOVED_MODULES = {
+    "srlab.callbacks": "srlab.training.callbacks",
+    "srlab.faults": "srlab.training.faults",
+    "srlab.ema": "srlab.training.ema",
+    "srlab.speed": "srlab.training.speed",
+    "srlab.nonfinite": "srlab.training.nonfinite",
+    "srlab.metrics": "srlab.evaluation.metrics",
+}
+
 
 def _locate(target: str, key: str) -> Callable:
     """The object at a dotted path: the longest importable module, then attributes."""
@@ -53,6 +65,10 @@ def _locate(target: str, key: str) -> Callable:
             return obj
         except AttributeError:
             break
+    for old, new in MOVED_MODULES.items():  # a config saved by srlab 0.1, re-run as it is
+        if target.startswith(old + "."):
+            raise SrlabError(f"{key}={target}: this module moved in srlab's by-role layout; "
+                             f"use {new}{target[len(old):]}")
     raise SrlabError(f"{key}={target}: no such class or function can be imported; "
                      "check the spelling (a module path such as srlab.nets.edsr.EDSR)")
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-import srlab.run_names  # noqa: F401  (registers ${srlab.run_name:} and ${srlab.run_group:})
+import srlab.runs.names  # noqa: F401  (registers ${srlab.run_name:} and ${srlab.run_group:})
 from srlab.errors import SrlabError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/
 VALID_SCALES = (2, 3, 4, 8)
 
 
@@ -82,8 +82,8 @@ def check_resume_checkpoint(path) -> None:
 
 def validate_train_config(cfg: DictConfig) -> None:
     """Fail fast, in one line, on values that would only break deep inside training: types,
-    unknown keys and ranges (srlab/schema.py), the resume checkpoint, scale and patch size."""
-    from srlab.schema import check_config
+    unknown keys and ranges (srlab/config/schema.py), the resume checkpoint, scale and patch size."""
+    from srlab.config.schema import check_config
 
     if cfg.get("ckpt_path"):
         check_resume_checkpoint(cfg.ckpt_path)

@@ -1,5 +1,5 @@
 """How big a tile may be: alignment to a net's stride grid, the smallest tile an overlap allows,
-and the memory heuristics behind `tile=None` (see the last point of `srlab.tiling`'s docstring).
+and the memory heuristics behind `tile=None` (see the last point of `srlab.inference.tiling`'s docstring).
 """
 
 from __future__ import annotations

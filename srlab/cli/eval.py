@@ -16,13 +16,13 @@ each image's LR drawn from a generator seeded by `eval.seed` + its index in the 
 evals see the same LR. The W&B crops and `eval.save_images` then show that LR (upsampled
 nearest) beside bicubic, SR and HR, so a reader sees what the net was asked to undo.
 The net is rebuilt from the checkpoint's own saved config, so no training override needs
-repeating. The net runs through the same tiled fast path as srlab-upscale (`srlab.tiling`:
+repeating. The net runs through the same tiled fast path as srlab-upscale (`srlab.inference.tiling`:
 batched tiles, blending on the device, results kept on the device for the metrics; an image
 that fits one tile is exactly net(lr)), and the next image is decoded in a thread meanwhile,
 so a large set is bounded by the net. Results: printed table, `per_image.csv`, `metrics.json` (`<set>/psnr_y`,
 `<set>/bicubic_psnr_y`, `<set>/n_images`, ...) and, with `logger=wandb`, a W&B table with
-crops (see srlab/eval_report.py). A VAE checkpoint is measured with z = 0 and also gets
-`sample_diversity` (srlab/diversity.py: per-pixel std across 8 draws at temperature 1).
+crops (see srlab/evaluation/report.py). A VAE checkpoint is measured with z = 0 and also gets
+`sample_diversity` (srlab/evaluation/diversity.py: per-pixel std across 8 draws at temperature 1).
 """
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -33,19 +33,19 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from srlab.cli import user_errors
-from srlab.callbacks import nearest_up
-from srlab.config import CONFIG_DIR, check_scale
+from srlab.cli.entry import user_errors
+from srlab.cli.upscale import GrayNet, pick_device
+from srlab.config.compose import CONFIG_DIR, check_scale
 from srlab.data.images import read_image, save_image
 from srlab.data.sources import list_images
-from srlab.diversity import sample_spread
 from srlab.errors import SrlabError
-from srlab.eval_report import Crops, log_results, print_table, write_results
-from srlab.imresize import imresize
-from srlab.metrics import luma, quantize, sr_metrics, y_only_metrics
-from srlab.tile_size import auto_tile, auto_tile_batch, lr_alignment
-from srlab.tiling import upscale_tiled
-from srlab.upscale import GrayNet, pick_device
+from srlab.evaluation.diversity import sample_spread
+from srlab.evaluation.metrics import luma, quantize, sr_metrics, y_only_metrics
+from srlab.evaluation.report import Crops, log_results, print_table, write_results
+from srlab.inference.tile_size import auto_tile, auto_tile_batch, lr_alignment
+from srlab.inference.tiling import upscale_tiled
+from srlab.ops.imresize import imresize
+from srlab.training.callbacks import nearest_up
 
 log = logging.getLogger(__name__)
 CHANNELS = ("auto", "rgb", "y")
@@ -89,7 +89,7 @@ def super_resolve(net, lr: torch.Tensor, self_ensemble: bool) -> torch.Tensor:
 def load_model(cfg: DictConfig) -> tuple[torch.nn.Module, int, dict | None]:
     """(net, scale, the training config from the checkpoint or None)."""
     if cfg.get("ckpt_path"):
-        from srlab.checkpoint import load_net
+        from srlab.inference.checkpoint import load_net
 
         net, info = load_net(cfg.ckpt_path, trust_checkpoint=bool(cfg.get("trust_checkpoint", False)))
         if cfg.get("scale") is not None and int(cfg.scale) != int(net.scale):
@@ -169,7 +169,7 @@ def evaluate(cfg: DictConfig) -> dict:
         net = GrayNet(net)  # Y in, Y out: bicubic is unchanged, an RGB net sees a gray image
     lpips = None
     if cfg.eval.get("lpips"):
-        from srlab.lpips import LPIPS
+        from srlab.evaluation.lpips import LPIPS
 
         lpips = LPIPS(str(cfg.eval.lpips)).to(device)
     run_dir = Path(cfg.paths.output_dir)
@@ -223,7 +223,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The `srlab-eval` console script: one line for an unknown key or option, then Hydra."""
-    from srlab.cli import hydra_entry
+    from srlab.cli.entry import hydra_entry
 
     hydra_entry("eval", main)
 

@@ -24,8 +24,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from srlab.run_names import group_of_checkpoint
-
+from srlab.runs.names import group_of_checkpoint
 
 PANEL = ("LR", "bicubic", "SR", "HR")  # the crops of each image, left to right
 

@@ -25,7 +25,6 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from srlab.data.images import save_image
 
-
 CAPTION = "LR (nearest) | bicubic | SR | HR"
 SAMPLES_CAPTION = "samples at temperature 1 | per-pixel std across samples (Y, white = 16 levels)"
 STD_FULL_SCALE = 16.0  # 8-bit levels of std drawn as white in the std map

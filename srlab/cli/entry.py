@@ -76,7 +76,7 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.errors import ConfigCompositionException
 
-    from srlab.config import CONFIG_DIR
+    from srlab.config.compose import CONFIG_DIR
 
     if any(a.startswith("-") for a in argv):
         return

@@ -7,7 +7,7 @@
 A table needs only what tells runs apart: the config values that differ between them (a
 group option such as `loss` stands for all the keys it sets), then the final metrics. It is
 printed, and written as comparison.md / comparison.csv; val_psnr_y.png has the val curves.
-Only run directories are read (see srlab/runs.py), so it works offline, whatever the logger.
+Only run directories are read (see srlab/runs/directories.py), so it works offline, whatever the logger.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from typing import NamedTuple
 from rich.console import Console
 from rich.table import Table
 
-from srlab.cli import user_errors
+from srlab.cli.entry import user_errors
 from srlab.errors import SrlabError
-from srlab.runs import Run, find_run_dirs, is_run_dir, load_run, name_runs
+from srlab.runs.directories import Run, find_run_dirs, is_run_dir, load_run, name_runs
 
 # key -> (label in the printed and Markdown tables, format); the CSV keeps the keys.
 # gain_psnr_y = val/psnr_y - val/bicubic_psnr_y: what the net adds over plain upscaling.
