@@ -1,0 +1,118 @@
+"""Every SR architecture of spandrel's registry trains in srlab and exports a file spandrel
+detects as the same architecture and scale, with the same output (srlab/nets/spandrel_arch.py).
+
+Each config of configs/net/ that builds spandrel's class is built tiny here (TINY), takes two
+optimizer steps, and its bare state dict goes through safetensors into spandrel's own loader.
+A registry entry that no config covers (a future spandrel's new SR architecture) fails."""
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from srlab.config.compose import CONFIG_DIR
+from srlab.errors import SrlabError
+
+spandrel = pytest.importorskip("spandrel")
+from srlab.nets.spandrel_arch import SpandrelNet  # noqa: E402
+
+NET_DIR = CONFIG_DIR / "net"
+CONFIGS = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(NET_DIR.glob("*.yaml"))}
+SPANDREL = {name: cfg for name, cfg in CONFIGS.items() if str(cfg.get("_target_", "")).endswith("SpandrelNet")}
+# registry ids srlab trains with its own module (their export mapping is issue 21's item 3)
+OWN_NETS = {"ESRGAN": "rrdbnet", "SwinIR": "swinir", "RCAN": "rcan"}
+# spandrel's non-SR architectures: restoration at scale 1, faces, inpainting
+NOT_SR = {"GFPGAN", "RestoreFormer", "LaMa", "SCUNet", "FBCNN", "Uformer", "KBNet", "SAFMNBCIE", "FFTformer",
+          "NAFNet", "MixDehazeNet", "DRUNet", "DnCNN", "IPT", "RetinexFormer", "HVICIDNet"}
+# tiny hyper-parameters per config (the architecture stays; widths and depths shrink)
+WIN = dict(embed_dim=12, num_heads=[2], img_size=16)
+TINY = {
+    "compact": dict(num_feat=8, num_conv=2), "span": dict(feature_channels=8),
+    "realplksr": dict(dim=16, n_blocks=2, kernel_size=7), "plksr": dict(dim=16, n_blocks=2, kernel_size=7),
+    "omnisr": dict(num_feat=16, res_num=1), "safmn": dict(dim=8, n_blocks=1),
+    "hat_s": dict(WIN, depths=[1], window_size=4, compress_ratio=3, squeeze_factor=3, num_feat=8),
+    "hat": dict(WIN, depths=[1], window_size=4, compress_ratio=3, squeeze_factor=3, num_feat=8),
+    "dat_light": dict(depth=[2], img_size=16), "dat": dict(embed_dim=24, depth=[1], num_heads=[2], img_size=16),
+    # ATD is detected only at its presets: the ATD class is tested at the light preset's size
+    "atd_light": {}, "atd": {k: v for k, v in yaml.safe_load((NET_DIR / "atd_light.yaml").read_text()).items()
+                              if k not in ("_target_", "scale", "arch")},
+    "swin2sr": dict(WIN, depths=[1], window_size=4),
+    "rgt_s": dict(WIN, depth=[1], split_size=[2, 4]), "rgt": dict(WIN, depth=[1], split_size=[2, 4]),
+    "drct": dict(WIN, depths=[1], window_size=4),
+    "craft": dict(embed_dim=12, num_heads=[2], depths=[1]),
+    "ditn": dict(dim=12, ITL_blocks=1, SAL_blocks=1), "dctlsa": {},
+    "seemore": dict(embedding_dim=8, num_layers=1, num_experts=2), "mosr": dict(n_block=1, dim=16),
+    "moesr": dict(dim=16, n_blocks=1, n_block=1, upsample_dim=16),
+    "fdat": dict(embed_dim=12, num_groups=1, depth_per_group=1, num_heads=2, window_size=4),
+    "grl": dict(embed_dim=24, depths=[1], num_heads_window=[2], num_heads_stripe=[2]),
+    "swiftsrgan": dict(num_channels=8, num_blocks=1), "realcugan": {},
+    "mmrealsr": dict(num_feat=8, num_block=1), "aurasr": {},
+}
+SLOW = {"aurasr"}  # hundreds of millions of parameters even when shrunk
+
+
+def test_every_sr_architecture_of_the_registry_has_a_config():
+    covered = {cfg["arch"].partition(".")[0] for cfg in SPANDREL.values()} | set(OWN_NETS)
+    registry = {support.architecture.id for support in spandrel.MAIN_REGISTRY}
+    missing = sorted(registry - covered - NOT_SR)
+    assert not missing, f"spandrel SR architectures without a configs/net/*.yaml: {missing}"
+    assert set(TINY) | SLOW == set(SPANDREL), "every spandrel config needs a tiny test preset"
+
+
+def build(name: str, scale: int = 4) -> SpandrelNet:
+    cfg = {k: v for k, v in SPANDREL[name].items() if k not in ("_target_", "scale")}
+    cfg.update(TINY[name])
+    return SpandrelNet(scale=scale, **cfg)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in SPANDREL])
+def test_trains_and_exports_what_spandrel_detects(name, tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = build(name)
+    side = max(16, net.minimum)
+    lr = torch.rand(2, 3, side, side)
+    kept = lr.clone()
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+    before = [p.detach().clone() for p in net.parameters() if p.requires_grad]
+    net.train()
+    for _ in range(2):
+        loss = (net(lr) - torch.rand(2, 3, side * 4, side * 4)).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(loss) and torch.equal(lr, kept), "the caller's LR must stay as it was"
+    assert any(not torch.equal(b, p) for b, p in zip(before, (p for p in net.parameters() if p.requires_grad)))
+
+    net.eval()
+    path = tmp_path / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in net.model.state_dict().items()}, str(path))
+    descriptor = spandrel.ModelLoader().load_from_file(path)
+    assert descriptor.architecture.id == SPANDREL[name]["arch"].partition(".")[0]
+    assert descriptor.scale == 4
+    x = torch.rand(1, 3, side, side + 4 if net.multiple == 1 else side)
+    with torch.no_grad():
+        ours, theirs = net(x), descriptor.model.eval()(x)
+    theirs = theirs[0] if isinstance(theirs, tuple) else theirs
+    assert ours.shape == theirs.shape == (1, 3, x.shape[-2] * 4, x.shape[-1] * 4)
+    assert (ours - theirs).abs().max() <= 1e-5
+
+
+def test_pads_to_the_size_the_net_needs():
+    net = build("realcugan").eval()  # needs >= 32 px
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 10, 13))
+    assert out.shape == (1, 3, 40, 52)
+
+
+def test_batch_of_one_is_one_line_for_batchnorm_nets():
+    net = build("dat_light").train()
+    with pytest.raises(SrlabError, match="cannot train on batches of 1: use data.batch_size >= 2"):
+        net(torch.rand(1, 3, 16, 16))
+
+
+def test_unknown_hyperparameter_and_architecture_are_one_line():
+    with pytest.raises(SrlabError, match="net.arch=SPAN: .*unexpected keyword argument 'colour'"):
+        SpandrelNet("SPAN", scale=4, num_in_ch=3, num_out_ch=3, colour=3)
+    with pytest.raises(SrlabError, match="net.arch=NoSuchNet: spandrel has no such architecture class"):
+        SpandrelNet("NoSuchNet")
