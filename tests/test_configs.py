@@ -20,7 +20,12 @@ def options(group: str) -> list[str]:
 
 
 def all_options():
-    return [(g, o) for g in GROUPS for o in options(g)]
+    """Every option; spandrel's architectures (27 configs, some of 50 M parameters) are built
+    tiny, trained and exported in test_spandrel_nets.py instead, which also fails on one missing."""
+    return [(g, o) for g in GROUPS for o in options(g)
+            if not (g == "net" and "srlab.nets.spandrel_arch" in (CONFIG_DIR / g / f"{o}.yaml").read_text())]
+
+
 
 
 def test_every_group_has_options():

@@ -13,6 +13,7 @@ from srlab.config.compose import CONFIG_DIR
 from srlab.errors import SrlabError
 
 spandrel = pytest.importorskip("spandrel")
+from srlab.inference.interchange import interchange_state_dict  # noqa: E402
 from srlab.nets.spandrel_arch import SpandrelNet  # noqa: E402
 
 NET_DIR = CONFIG_DIR / "net"
@@ -86,7 +87,9 @@ def test_trains_and_exports_what_spandrel_detects(name, tmp_path):
 
     net.eval()
     path = tmp_path / f"{name}.safetensors"
-    save_file({k: v.contiguous() for k, v in net.model.state_dict().items()}, str(path))
+    state_dict, _, dropped = interchange_state_dict(net, 4)  # srlab-export format=safetensors
+    assert set(state_dict) | set(dropped) == set(net.model.state_dict())
+    save_file(state_dict, str(path))
     descriptor = spandrel.ModelLoader().load_from_file(path)
     assert descriptor.architecture.id == SPANDREL[name]["arch"].partition(".")[0]
     assert descriptor.scale == 4

@@ -203,7 +203,7 @@ def test_bad_checkpoints_are_one_line(net_dir, tmp_path):
     bad = torch.load(tmp_path / "wrong.ckpt", weights_only=True)
     bad["srlab_config"]["net"]["channels"] = 4
     torch.save(bad, tmp_path / "wrong.ckpt")
-    for name, message in [("text.ckpt", "is not a PyTorch checkpoint"), ("foreign.ckpt", "was not written by srlab-train"),
+    for name, message in [("text.ckpt", "is not a PyTorch checkpoint"), ("foreign.ckpt", "not written by srlab-train"),
                           ("noweights.ckpt", "holds no weights for the net"), ("wrong.ckpt", "do not fit the net")]:
         with pytest.raises(SrlabError, match=message) as err:
             load_net(tmp_path / name)
@@ -219,12 +219,13 @@ def test_export_reloads_without_hydra_or_lightning(net_dir, tmp_path, monkeypatc
         main()
     finally:
         GlobalHydra.instance().clear()
-    exported = tmp_path / "best.srlab.pt"
-    assert capsys.readouterr().out.strip().splitlines()[-1] == str(exported)
+    exported, twin = tmp_path / "best.srlab.pt", tmp_path / "best.srlab.safetensors"
+    assert capsys.readouterr().out.strip().splitlines()[-2:] == [str(exported), str(twin)]
+    assert load_net(twin)[1]["net_config"] == NET_CONFIG  # the safetensors twin, config in its metadata
     payload = torch.load(exported, weights_only=True)
     assert set(payload) == {"format", "net_config", "scale", "state_dict"} and payload["format"] == "srlab-net/1"
     assert payload["net_config"] == NET_CONFIG and payload["scale"] == 2
-    assert export(tmp_path / "best.ckpt", tmp_path / "other.pt") == [tmp_path / "other.pt"]
+    assert export(tmp_path / "best.ckpt", tmp_path / "other.pt", safetensors=False) == [tmp_path / "other.pt"]
 
     x = torch.rand(1, 3, 13, 17)
     torch.save(x, tmp_path / "x.pt")

@@ -11,6 +11,10 @@ metadata), for tools that only accept that format.
 `format=onnx` writes `<stem>.onnx` instead (`srlab.inference.onnx_export`): dynamic batch/height/width,
 input "lr" [N,3,h,w] in [0,1], output "sr" [N,3,h*s,w*s] (not clamped), verified against
 PyTorch with onnxruntime before the command returns.
+
+`format=safetensors` / `format=pth` write the bare state dict the rest of the field exchanges
+(chaiNNer, traiNNer-redux, spandrel), checked by loading it with spandrel before it is kept
+(`srlab.inference.interchange`); nets without a spandrel counterpart get one line.
 """
 
 from __future__ import annotations
@@ -34,18 +38,44 @@ def default_output(ckpt_path: str | Path) -> Path:
     return ckpt_path.with_name(f"{ckpt_path.stem}.srlab.pt")
 
 
+FORMATS = ("srlab", "onnx", "safetensors", "pth")
+
+
+def default_output_for(ckpt_path: str | Path, format: str) -> Path:
+    """best.ckpt -> best.srlab.pt (srlab), best.onnx, best.safetensors, best.pth."""
+    if format == "srlab":
+        return default_output(ckpt_path)
+    stem = Path(ckpt_path).name
+    for suffix in (".ckpt", ".pt", ".pth", ".safetensors", ".srlab"):
+        stem = stem.removesuffix(suffix)
+    return Path(ckpt_path).with_name(f"{stem}.{format}")
+
+
+def export_interchange(net, scale: int, out: Path, format: str) -> Path:
+    """A bare state dict spandrel detects (srlab/inference/interchange.py), as .safetensors or .pth."""
+    from srlab.inference.interchange import interchange_state_dict
+
+    state_dict, descriptor, dropped = interchange_state_dict(net, scale)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if format == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state_dict, str(out))
+    else:
+        torch.save(state_dict, out)
+    left_out = f", {len(dropped)} constant buffers left out (spandrel rebuilds them)" if dropped else ""
+    print(f"spandrel reads it as {descriptor.architecture.name} x{descriptor.scale}, output equal to srlab's "
+          f"within 1e-5{left_out}")
+    return out
+
+
 def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkpoint: bool = False,
            safetensors: bool | str = "auto", format: str = "srlab") -> list[Path]:
     """Write the inference file(s) for `ckpt_path`; returns the paths written."""
-    if format not in ("srlab", "onnx"):
-        raise SrlabError(f"format={format} is not one of srlab, onnx")
+    if format not in FORMATS:
+        raise SrlabError(f"format={format} is not one of {', '.join(FORMATS)}")
     net, info = load_net(ckpt_path, trust_checkpoint=trust_checkpoint)
-    out = Path(output) if output else default_output(ckpt_path)
-    if format == "onnx" and not output:  # best.ckpt, best.srlab.pt -> best.onnx
-        stem = Path(ckpt_path).name
-        for suffix in (".ckpt", ".pt", ".safetensors", ".srlab"):
-            stem = stem.removesuffix(suffix)
-        out = Path(ckpt_path).with_name(f"{stem}.onnx")
+    out = Path(output) if output else default_output_for(ckpt_path, format)
     if out.resolve() == Path(ckpt_path).resolve():
         raise SrlabError(f"output={out} would overwrite the checkpoint: choose another file name")
     if format == "onnx":
@@ -54,6 +84,8 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
         diff = export_onnx(net, out)
         print(f"onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
         return [out]
+    if format in ("safetensors", "pth"):
+        return [export_interchange(net, info["scale"], out, format)]
     # clone(): tensors that share storage with others (views) would drag the whole storage along.
     state_dict = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     payload = {"format": EXPORT_FORMAT, "net_config": info["net_config"], "scale": info["scale"],
@@ -69,7 +101,8 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
                 raise SrlabError("safetensors=true but the safetensors package is not installed: "
                                  "pip install safetensors, or pass safetensors=false") from None
         else:
-            twin = out.with_name(f"{out.name.removesuffix('.pt').removesuffix('.srlab')}.safetensors")
+            # .srlab.safetensors: srlab's config in its metadata; format=safetensors is the bare file
+            twin = out.with_name(f"{out.name.removesuffix('.pt').removesuffix('.srlab')}.srlab.safetensors")
             meta = {"format": EXPORT_FORMAT, "net_config": json.dumps(info["net_config"]), "scale": str(info["scale"])}
             save_file(state_dict, str(twin), metadata=meta)
             written.append(twin)

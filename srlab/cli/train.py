@@ -59,6 +59,9 @@ def build(cfg: DictConfig, extra_callbacks: tuple = ()) -> tuple:
     apply_speed_config(model, cfg.get("speed") or {}, cfg.trainer)
     # The resolved config rides in every checkpoint: srlab-eval/upscale rebuild the net from it.
     model.srlab_config = OmegaConf.to_container(cfg, resolve=True)
+    if "weights" in cfg.net and hasattr(net, "rebuild_config") and net.rebuild_config():
+        # net=pretrained: the architecture came from the file; the checkpoint keeps it instead
+        model.srlab_config["net"] = net.rebuild_config()
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = instantiate_group(cfg.get("callbacks")) + list(extra_callbacks)
     if not loggers:  # Lightning refuses an LR monitor with nothing to log to

@@ -247,6 +247,9 @@ def upscale(cfg: DictConfig) -> list[Path]:
     scale, overlap = info["scale"], int(cfg.overlap)
     pairs, target = plan(str(cfg.input), None if cfg.output is None else str(cfg.output), scale,
                          str(cfg.get("format") or "png"))
+    if dtype != torch.float32 and not getattr(net, "supports_half" if dtype == torch.float16 else "supports_bfloat16", True):
+        log.warning("%s does not run in %s (spandrel says so): running in float32", type(net).__name__, dtype)
+        dtype = torch.float32
     net = net.to(device=device, dtype=dtype).eval()
     align, tile, tile_batch = lr_alignment(net, scale), cfg.tile, int(cfg.get("tile_batch") or auto_tile_batch(device))
     auto_height = tile is None

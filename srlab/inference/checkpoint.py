@@ -6,7 +6,10 @@ Two inputs, one result `(net in eval mode, info)`:
   and `srlab_config`, the resolved training config, whose
   `net` entry (a `_target_` dict) rebuilds the net;
 - an exported inference file (srlab-export, format "srlab-net/1"): `net_config`, `scale`
-  and the bare net `state_dict`, nothing else.
+  and the bare net `state_dict`, nothing else;
+- any other model file spandrel detects (a community .pth / .pt / .ckpt / .safetensors, a bare
+  state dict or wrapped in `params`, `params_ema`, `state_dict`, `model`): the net is
+  spandrel's class (srlab/nets/spandrel_arch.py), with its scale, dtypes and size requirements.
 
 Files are opened with `torch.load(weights_only=True)`, which cannot run code. A file that
 needs pickle's code execution (it holds a custom Python object) is refused unless the caller
@@ -78,6 +81,18 @@ def _torch_load(path: Path, trust_checkpoint: bool):
         raise SrlabError(f"checkpoint {path} could not be unpickled even as trusted: {reason}") from None
 
 
+def _spandrel_restricted(path: Path, refused: SrlabError) -> dict:
+    """Files that weights_only refuses may still be plain state dicts next to a pickled extra
+    (an argparse Namespace, numpy scalars); spandrel's restricted unpickler reads those without
+    running code. Anything it cannot read keeps the original one-line refusal."""
+    try:
+        import spandrel
+
+        return spandrel.ModelLoader().load_state_dict_from_file(path)
+    except Exception:  # noqa: BLE001
+        raise refused from None
+
+
 def _load_safetensors(path: Path) -> dict:
     try:
         from safetensors import safe_open
@@ -86,11 +101,15 @@ def _load_safetensors(path: Path) -> dict:
                          "pip install safetensors, or use the .srlab.pt file") from None
     import json
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        state_dict = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state_dict = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - truncated or not safetensors at all
+        reason = " ".join(str(e).split())[:120] or type(e).__name__
+        raise SrlabError(f"{path} is not a readable safetensors file ({reason})") from None
     if meta.get("format") != EXPORT_FORMAT:
-        raise SrlabError(f"{path} is not an srlab-export safetensors file (no format={EXPORT_FORMAT} metadata)")
+        return state_dict  # a community file: spandrel's to recognise
     return {"format": EXPORT_FORMAT, "net_config": json.loads(meta["net_config"]),
             "scale": int(meta["scale"]), "state_dict": state_dict}
 
@@ -118,10 +137,23 @@ def _net_parts(obj, path: Path) -> tuple[dict, dict, dict | None, str]:
     return cfg["net"], state_dict, cfg, "checkpoint"
 
 
+def _spandrel_net(obj: dict, path: Path) -> tuple[nn.Module, dict, None, str]:
+    """A file srlab did not write: spandrel detects the architecture (or says what it found).
+    -> (net, the config that rebuilds it, no training config, "spandrel")."""
+    from srlab.nets.spandrel_arch import from_state_dict
+
+    net = from_state_dict(obj, f"model file {path}")
+    config = net.rebuild_config()
+    if config is None:
+        raise SrlabError(f"model file {path} is a {net.arch} model whose hyper-parameters a config "
+                         "cannot hold; srlab cannot rebuild it")
+    return net, config, None, "spandrel"
+
+
 def load_net(path: str | Path, trust_checkpoint: bool = False) -> tuple[nn.Module, dict]:
     """Rebuild the SR net stored in `path` -> (net on CPU in eval mode, info).
 
-    info: {"path", "source": "checkpoint" | "export", "scale", "net_config", "srlab_config"
+    info: {"path", "source": "checkpoint" | "export" | "spandrel", "scale", "net_config", "srlab_config"
     (the training config, None for exported files)}. User problems raise `SrlabError`.
     """
     path = Path(path)
@@ -131,12 +163,23 @@ def load_net(path: str | Path, trust_checkpoint: bool = False) -> tuple[nn.Modul
     if path.suffix == ".safetensors":
         obj = _load_safetensors(path)
     else:
-        obj = _torch_load(path, trust_checkpoint)
-    net_cfg, state_dict, train_cfg, source = _net_parts(obj, path)
-    # `net.weights` (the authors' released file, srlab/nets/official_weights.py) only seeded
-    # training; the state dict below replaces it, so the file need not exist where this loads.
-    net_cfg = {k: v for k, v in net_cfg.items() if k != "weights"}
-    net = instantiate(net_cfg)
+        try:
+            obj = _torch_load(path, trust_checkpoint)
+        except SrlabError as e:
+            if "trust_checkpoint" not in str(e):
+                raise
+            obj = _spandrel_restricted(path, e)  # a community .pth with pickled extras
+    if not isinstance(obj, dict) or "format" in obj or "srlab_config" in obj:
+        net_cfg, state_dict, train_cfg, source = _net_parts(obj, path)
+        # `net.weights` (the authors' released file, srlab/nets/official_weights.py) only seeded
+        # training; the state dict below replaces it, so the file need not exist where this loads.
+        net_cfg = {k: v for k, v in net_cfg.items() if k != "weights"}
+        # spandrel nets: no probe backward for unused parameters, nothing trains here
+        spandrel_net = str(net_cfg.get("_target_", "")).endswith("SpandrelNet")
+        net = instantiate({**net_cfg, "freeze_unused": False} if spandrel_net else net_cfg)
+    else:  # a file srlab did not write: spandrel builds the net with its weights
+        net, net_cfg, train_cfg, source = _spandrel_net(obj, path)
+        state_dict = net.state_dict()
     if not isinstance(net, nn.Module):
         raise SrlabError(f"the net config in {path} builds a {type(net).__name__}, not a torch module")
     expected = net.state_dict()

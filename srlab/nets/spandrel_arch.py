@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -76,31 +77,64 @@ class SpandrelNet(nn.Module):
         if key is not None:
             kwargs[key] = int(scale)
         try:
-            self.model = cls(**kwargs)
+            model = cls(**kwargs)
         except TypeError as e:  # a key the class does not take: name it, as the schema does
             raise SrlabError(f"net.arch={arch}: {e}") from None
-        self.arch, self.scale = arch, int(scale)
+        self._adopt(model, arch, int(scale), self._describe(model, arch))
+        if freeze_unused:
+            self.freeze_unused()
+
+    @classmethod
+    def from_descriptor(cls, descriptor) -> "SpandrelNet":
+        """Wrap a model spandrel loaded from a file (a community model): same padding, same
+        traps, and `rebuild_config()` so a checkpoint trained from it no longer needs the file."""
+        net = cls.__new__(cls)
+        nn.Module.__init__(net)
+        model = descriptor.model
+        module = importlib.import_module(f"spandrel.architectures.{descriptor.architecture.id}")
+        name = next((n for n, o in vars(module).items() if o is type(model)), type(model).__name__)
+        arch = descriptor.architecture.id if name == descriptor.architecture.id else f"{descriptor.architecture.id}.{name}"
+        net._adopt(model, arch, int(descriptor.scale), descriptor)
+        return net
+
+    def _adopt(self, model: nn.Module, arch: str, scale: int, descriptor) -> None:
+        self.model, self.arch, self.scale = model, arch, scale
         self.arch_id = arch.partition(".")[0]
         self.clone_input = self.arch_id in MUTATES_INPUT
         self.min_batch = 2 if self.arch_id in BATCHNORM_ON_POOLED else 1
-        requirements = self.detect().size_requirements
+        requirements = descriptor.size_requirements
         self.multiple = max(1, int(requirements.multiple_of))
         self.minimum = max(1, int(requirements.minimum))
-        if freeze_unused:
-            self.freeze_unused()
+        self.supports_half = bool(descriptor.supports_half)
+        self.supports_bfloat16 = bool(descriptor.supports_bfloat16)
 
     @property
     def hyperparameters(self) -> dict:
         return dict(getattr(self.model, "hyperparameters", {}))
 
+    def rebuild_config(self) -> dict | None:
+        """The `_target_` config that builds this net again (what checkpoints store), or None
+        when a hyper-parameter is not a plain value a config can hold."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in self.hyperparameters.items()}
+        plain = (str, int, float, bool, type(None), list)
+        if not all(isinstance(v, plain) for v in values.values()):
+            return None
+        key = scale_kwarg(arch_class(self.arch))
+        values.pop(key, None)
+        return {"_target_": f"{__name__}.SpandrelNet", "arch": self.arch, "scale": self.scale, **values}
+
     def detect(self):
         """spandrel's descriptor of this net's own state dict: architecture, scale, size
         requirements, dtypes. What a tool loading the exported file will see."""
+        return self._describe(self.model, self.arch)
+
+    @staticmethod
+    def _describe(model: nn.Module, arch: str):
         spandrel = import_spandrel()
         try:
-            return spandrel.ModelLoader().load_from_state_dict(self.model.state_dict())
+            return spandrel.ModelLoader().load_from_state_dict(model.state_dict())
         except Exception as e:  # noqa: BLE001 - spandrel raises several kinds
-            raise SrlabError(f"spandrel does not detect net.arch={self.arch} with these hyper-parameters "
+            raise SrlabError(f"spandrel does not detect net.arch={arch} with these hyper-parameters "
                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                              "use a preset of configs/net/") from None
 
@@ -141,3 +175,58 @@ class SpandrelNet(nn.Module):
         if ph or pw:
             out = out[..., : h * self.scale, : w * self.scale]
         return out
+
+
+def load_file(path: str | Path) -> SpandrelNet:
+    """A community model file (.pth, .pt, .ckpt, .safetensors: a bare state dict or the usual
+    `params` / `params_ema` / `state_dict` / `model` wrappers) through spandrel's restricted
+    loader, which never runs pickled code."""
+    spandrel = import_spandrel()
+    path = Path(str(path)).expanduser()
+    if not path.is_file():
+        raise SrlabError(f"model file {path} not found")
+    try:
+        state_dict = spandrel.ModelLoader().load_state_dict_from_file(path)
+    except Exception as e:  # noqa: BLE001 - unpickling, zip and safetensors errors alike
+        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        raise SrlabError(f"{path} cannot be read as a model file ({reason}): pass a .pth, .pt, .ckpt "
+                         "or .safetensors state dict") from None
+    return from_state_dict(state_dict, str(path))
+
+
+def from_state_dict(state_dict: dict, what: str) -> SpandrelNet:
+    """The SpandrelNet of a (canonicalized) state dict, or one line saying what spandrel found."""
+    spandrel = import_spandrel()
+    state_dict = spandrel.canonicalize_state_dict(state_dict)
+    tensors = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise SrlabError(f"{what} holds no tensors: it was not written by srlab-train or srlab-export, "
+                         "and it is no model file spandrel reads")
+    try:
+        descriptor = spandrel.ModelLoader().load_from_state_dict(tensors)
+    except spandrel.UnsupportedModelError:
+        raise SrlabError(f"{what}: spandrel {spandrel.__version__} recognises no architecture in its "
+                         f"{len(tensors)} tensors (first key {next(iter(tensors))!r}), and it was not written "
+                         "by srlab-train or srlab-export: not a model file srlab can run") from None
+    except Exception as e:  # noqa: BLE001 - detected, but the weights do not fit
+        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        raise SrlabError(f"{what}: spandrel could not load it ({reason})") from None
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
+        raise SrlabError(f"{what} is a {descriptor.architecture.name} {descriptor.purpose} model "
+                         "(it needs a mask): srlab runs image-to-image models only")
+    if (descriptor.input_channels, descriptor.output_channels) != (3, 3):
+        raise SrlabError(f"{what} is a {descriptor.architecture.name} model with {descriptor.input_channels} "
+                         f"input / {descriptor.output_channels} output channels: srlab runs RGB models")
+    return SpandrelNet.from_descriptor(descriptor)
+
+
+def pretrained(weights: str, scale: int | None = None) -> SpandrelNet:
+    """`net=pretrained net.weights=<file>`: fine-tune a community model. Architecture and
+    hyper-parameters come from the file; the run's checkpoint stores them (rebuild_config),
+    so it no longer needs the file."""
+    net = load_file(weights)
+    if scale is not None and net.scale != int(scale):
+        raise SrlabError(f"net.weights={weights} is a x{net.scale} {net.arch} model but scale={scale}: "
+                         f"pass scale={net.scale}")
+    net.freeze_unused()
+    return net
