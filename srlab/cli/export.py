@@ -70,7 +70,7 @@ def export_interchange(net, scale: int, out: Path, format: str) -> Path:
 
 
 def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkpoint: bool = False,
-           safetensors: bool | str = "auto", format: str = "srlab") -> list[Path]:
+           safetensors: bool | str = "auto", format: str = "srlab", size: str | None = None) -> list[Path]:
     """Write the inference file(s) for `ckpt_path`; returns the paths written."""
     if format not in FORMATS:
         raise SrlabError(f"format={format} is not one of {', '.join(FORMATS)}")
@@ -79,10 +79,12 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
     if out.resolve() == Path(ckpt_path).resolve():
         raise SrlabError(f"output={out} would overwrite the checkpoint: choose another file name")
     if format == "onnx":
-        from srlab.inference.onnx_export import export_onnx
+        from srlab.inference.onnx_export import export_onnx, parse_size
 
-        diff = export_onnx(net, out)
-        print(f"onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
+        fixed = parse_size(size)
+        diff = export_onnx(net, out, size=fixed)
+        shape = f"fixed LR size {fixed[0]}x{fixed[1]}" if fixed else "dynamic height and width"
+        print(f"{shape}; onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
         return [out]
     if format in ("safetensors", "pth"):
         return [export_interchange(net, info["scale"], out, format)]
@@ -113,7 +115,7 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
 def main(cfg: DictConfig) -> None:
     with user_errors():
         for path in export(cfg.ckpt_path, cfg.get("output"), bool(cfg.get("trust_checkpoint", False)),
-                           cfg.get("safetensors", "auto"), str(cfg.get("format", "srlab"))):
+                           cfg.get("safetensors", "auto"), str(cfg.get("format", "srlab")), cfg.get("size")):
             print(path)
 
 

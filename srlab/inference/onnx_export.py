@@ -21,6 +21,10 @@ from torch import nn
 
 from srlab.errors import SrlabError
 
+# architectures whose export does not end in a usable file or a clean error (measured with
+# torch 2.14 and onnxruntime 1.2x): refused before the exporter starts
+NOT_EXPORTABLE = {"GRL": "its stripe attention crashes the process in the exporter or onnxruntime",
+                  "AuraSR": "its convolutions of traced kernel shape are not exportable"}
 TRACE_SIZE, CHECK_SIZE = (64, 64), (37, 53)  # LR h, w; the check size is odd and not a multiple of 2^k
 TOLERANCE = 1e-3
 
@@ -42,24 +46,56 @@ def check_onnx(path: Path, net: nn.Module, size: tuple[int, int] = CHECK_SIZE, b
     with torch.no_grad():
         want = net(x)
     if got.shape != want.shape:
-        raise SrlabError(f"{path}: onnxruntime gave {tuple(got.shape)} for a {tuple(x.shape)} input, PyTorch "
-                         f"{tuple(want.shape)}: the graph froze a size; please report this net")
+        raise RuntimeError(f"onnxruntime gave {tuple(got.shape)} for a {tuple(x.shape)} input, PyTorch "
+                           f"{tuple(want.shape)}: the graph froze a size")
     return float((got - want).abs().max())
 
 
-def export_onnx(net: nn.Module, path: Path, opset: int = 17) -> float:
-    """Write `net` (CPU, float32, eval) to `path`; returns the max abs difference of the check."""
+def parse_size(size: str | None) -> tuple[int, int] | None:
+    """"256x192" -> (256, 192) (LR height, width); None stays None."""
+    if size in (None, "", "null"):
+        return None
+    try:
+        h, w = (int(v) for v in str(size).lower().split("x"))
+        assert h > 0 and w > 0
+    except (ValueError, AssertionError):
+        raise SrlabError(f"size={size}: use HxW in LR pixels, e.g. size=256x256") from None
+    return h, w
+
+
+def export_onnx(net: nn.Module, path: Path, opset: int = 17, size: tuple[int, int] | None = None) -> float:
+    """Write `net` (CPU, float32, eval) to `path`; returns the max abs difference of the check.
+
+    Without `size`: dynamic batch, height and width, checked at an odd size the trace never saw.
+    With `size`: a graph for that LR size only (dynamic batch), for nets whose window padding
+    freezes the traced size (most window-attention nets); checked at that size."""
     _require("onnx")
+    arch_id = getattr(net, "arch_id", None)
+    if arch_id in NOT_EXPORTABLE:
+        raise SrlabError(f"{arch_id} cannot be exported to ONNX: {NOT_EXPORTABLE[arch_id]}; "
+                         "use format=safetensors (spandrel, chaiNNer) or format=srlab")
     net = net.to("cpu", torch.float32).eval()
-    example = torch.rand(1, 3, *TRACE_SIZE, generator=torch.Generator().manual_seed(0))
+    example = torch.rand(1, 3, *(size or TRACE_SIZE), generator=torch.Generator().manual_seed(0))
+    dims = {0: "batch"} if size else {0: "batch", 2: "height", 3: "width"}
+    out_dims = {0: "batch"} if size else {0: "batch", 2: "out_height", 3: "out_width"}
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # TracerWarnings about sizes (handled above), deprecation notes
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=opset,
-                          input_names=["lr"], output_names=["sr"],
-                          dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
-                                        "sr": {0: "batch", 2: "out_height", 3: "out_width"}})
-    diff = check_onnx(path, net)
+    name = getattr(net, "arch", type(net).__name__)
+    try:
+        with warnings.catch_warnings():  # TracerWarnings about sizes (handled above), deprecation notes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=opset,
+                              input_names=["lr"], output_names=["sr"],
+                              dynamic_axes={"lr": dims, "sr": out_dims})
+        diff = check_onnx(path, net, size=size or CHECK_SIZE)
+    except SrlabError:
+        raise
+    except Exception as e:  # noqa: BLE001 - exporter or onnxruntime: either way this graph is unusable
+        path.unlink(missing_ok=True)
+        reason = " ".join(str(e).split())[:140]
+        if size is None:
+            raise SrlabError(f"{name} does not export with dynamic height and width ({reason}); export it for "
+                             "one LR size with size=HxW, e.g. size=256x256") from None
+        raise SrlabError(f"{name} does not export to ONNX even at size {size[0]}x{size[1]} ({reason})") from None
     if not diff <= TOLERANCE:
         raise SrlabError(f"{path}: onnxruntime differs from PyTorch by {diff:.2g} (> {TOLERANCE}) "
                          "on a random image; please report this net")
