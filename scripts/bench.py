@@ -71,9 +71,15 @@ NETS = {  # name -> overrides; EDSR's patch is set per device (--edsr-patch)
     "rcan": ["net=rcan", "loss=l1"],
     "swinir": ["net=swinir", "loss=l1"],
     "swinir_light": ["net=swinir_light", "loss=l1"],
+    # spandrel's classes (srlab/nets/spandrel_arch.py): the efficient nets people train for fast
+    # inference, and HAT-S, a window-attention net
+    "span": ["net=span", "loss=l1"],
+    "compact": ["net=compact", "loss=l1"],
+    "hat_s": ["net=hat_s", "loss=l1"],
 }
 # HR patch of the papers' recipes on a GPU; on the CPU 64 px (16 px LR), or a step takes minutes
-PAPER_PATCH = {"rrdbnet": 128, "rcan": 192, "swinir": 192, "swinir_light": 256}
+PAPER_PATCH = {"rrdbnet": 128, "rcan": 192, "swinir": 192, "swinir_light": 256, "span": 256, "compact": 256,
+               "hat_s": 256}
 DIV2K_SIZE, DIV2K_PATCHES_PER_EPOCH = (1356, 2040), 800 * 16
 
 
@@ -290,6 +296,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if gpu else "cpu", choices=["cpu", "cuda"])
     default_rows = "unet/samples,unet/folder,unet/store,edsr/samples,edsr/folder,edsr/store"
+    default_rows += ",span/samples,compact/samples,hat_s/samples"  # CPU: at --paper-net-cpu-patch
     if gpu:  # the papers' nets: minutes per step on a CPU, so only where there is a GPU
         default_rows += ",rrdbnet/store,rcan/store,swinir/store,swinir_light/store"
     p.add_argument("--rows", default=default_rows,

@@ -4,6 +4,7 @@ detects as the same architecture and scale, with the same output (srlab/nets/spa
 Each config of configs/net/ that builds spandrel's class is built tiny here (TINY), takes two
 optimizer steps, and its bare state dict goes through safetensors into spandrel's own loader.
 A registry entry that no config covers (a future spandrel's new SR architecture) fails."""
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -119,3 +120,28 @@ def test_unknown_hyperparameter_and_architecture_are_one_line():
         SpandrelNet("SPAN", scale=4, num_in_ch=3, num_out_ch=3, colour=3)
     with pytest.raises(SrlabError, match="net.arch=NoSuchNet: spandrel has no such architecture class"):
         SpandrelNet("NoSuchNet")
+
+
+def test_schema_checks_spandrel_keys_before_building(make_cfg, tmp_path):
+    from srlab.config.compose import validate_train_config
+
+    with pytest.raises(SrlabError, match=r"net.feature_chanels: SpandrelNet \(SPAN\) has no parameter "
+                                         r"'feature_chanels'; did you mean feature_channels\?"):
+        validate_train_config(make_cfg(["net=span", "+net.feature_chanels=8"], fast=False))
+
+
+def test_spandrel_net_trains_as_gan_generator_with_ema_in_bf16(make_cfg, tmp_path):
+    """The real srlab-train path: GAN approach, EMA, bf16 autocast, a spandrel generator."""
+    from srlab.cli.train import train
+    from srlab.inference.checkpoint import load_net
+    from tests.conftest import FAST, write_images
+
+    write_images(tmp_path / "hr", 4)
+    cfg = make_cfg(FAST[:6] + ["experiment=gan", "net=span", "net.feature_channels=8", "approach.ema.decay=0.9",
+                               "trainer.precision=bf16-mixed", "data=folder", f"data.train_dir={tmp_path / 'hr'}",
+                               "trainer.max_steps=4", "trainer.val_check_interval=2", "data.batch_size=2",
+                               "data.patch_size=32", "scale=2"], fast=False, run_dir=tmp_path / "run")
+    metrics = train(cfg)
+    assert metrics["train/steps"] == 4 and np.isfinite(metrics["val/psnr_y"])
+    net, info = load_net(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert info["scale"] == 2 and type(net.model).__name__ == "SPAN"

@@ -192,6 +192,12 @@ def check_targets(node, key: str = "") -> None:
         fn = _locate(str(node["_target_"]), f"{key}._target_" if key else "_target_")
         params, var_kw, hints = _signature(fn)
         name = getattr(fn, "__qualname__", str(fn))
+        delegate = getattr(fn, "config_signature", None)  # a wrapper whose **kwargs go to another class
+        if var_kw and callable(delegate):
+            inner = delegate(node)
+            inner_params, var_kw, inner_hints = _signature(inner)
+            params, hints = {**params, **inner_params}, {**inner_hints, **hints}
+            name = f"{name} ({getattr(inner, '__qualname__', inner)})"
         for k, value in node.items():
             if k.startswith("_"):
                 continue

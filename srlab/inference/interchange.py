@@ -6,8 +6,8 @@ and srlab's RRDBNet (its keys are ESRGAN's). Others (EDSR, U-Net, auto-encoder, 
 SwinIR and RCAN, whose key names differ from the authors') get one line naming the formats
 that work for them. Every file is checked before it is kept: spandrel must load it and give
 srlab's output within 1e-5 on a random image. Persistent buffers that are constants of the
-hyper-parameters (attention masks, relative position indices) are left out when spandrel
-still loads the file without them; otherwise they stay, and the caller is told.
+hyper-parameters (attention masks, relative position indices) are left out, kind by kind,
+where spandrel still loads the file without them and gives the same output.
 """
 from __future__ import annotations
 
@@ -70,13 +70,20 @@ def check_with_spandrel(state_dict: dict, net: nn.Module, scale: int):
 
 
 def interchange_state_dict(net: nn.Module, scale: int) -> tuple[dict, object, list[str]]:
-    """(state dict to write, spandrel's descriptor of it, buffers left out)."""
+    """(state dict to write, spandrel's descriptor of it, buffers left out).
+
+    Constant buffers are tried away one kind at a time (every `attn_mask`, every
+    `relative_position_index`, ...): a kind stays out only if spandrel still loads the file
+    and gives the same output, since spandrel reads some hyper-parameters off their shapes."""
     state = bare_state_dict(net)
-    dropped = sorted(constant_buffers(net) & set(state))
-    if dropped:
-        lean = {k: v for k, v in state.items() if k not in dropped}
+    descriptor = check_with_spandrel(state, net, scale)
+    candidates = constant_buffers(net) & set(state)
+    dropped: set[str] = set()
+    for leaf in sorted({name.rsplit(".", 1)[-1] for name in candidates}):
+        trial = dropped | {name for name in candidates if name.rsplit(".", 1)[-1] == leaf}
         try:
-            return lean, check_with_spandrel(lean, net, scale), dropped
+            descriptor = check_with_spandrel({k: v for k, v in state.items() if k not in trial}, net, scale)
         except SrlabError:
-            pass  # spandrel needs them (it reads hyper-parameters off their shapes): keep them
-    return state, check_with_spandrel(state, net, scale), []
+            continue  # spandrel needs this kind (it reads hyper-parameters off it): it stays
+        dropped = trial
+    return {k: v for k, v in state.items() if k not in dropped}, descriptor, sorted(dropped)

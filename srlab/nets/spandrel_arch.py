@@ -84,6 +84,12 @@ class SpandrelNet(nn.Module):
         if freeze_unused:
             self.freeze_unused()
 
+    @staticmethod
+    def config_signature(node: dict) -> type[nn.Module]:
+        """The class whose keywords a config's extra keys must be (srlab/config/schema.py checks
+        `net.*` against it before anything is built, as for srlab's own nets)."""
+        return arch_class(str(node.get("arch", "")).format(scale=int(node.get("scale") or 4)))
+
     @classmethod
     def from_descriptor(cls, descriptor) -> "SpandrelNet":
         """Wrap a model spandrel loaded from a file (a community model): same padding, same
