@@ -149,6 +149,7 @@ def test_a_crash_leaves_its_traceback_in_the_log_file(tmp_path):
     assert "Traceback" in text and "RuntimeError: boom" in text
 
 
+@pytest.mark.slow  # 10-21 s of subprocesses: make test-full (make test stays under 6 min)
 def test_multirun_then_compare(tmp_path, capsys):
     """The real path: a 2-job Hydra multirun of tiny trainings, then srlab-compare on its folder."""
     write_images(tmp_path / "hr", 4, size=(64, 64))

@@ -60,6 +60,7 @@ def test_slurm_sweep_submits_one_array_job_with_a_task_per_gpu(tmp_path):
         assert f"#SBATCH {line}" in lines, line
 
 
+@pytest.mark.slow  # 10-21 s of subprocesses: make test-full (make test stays under 6 min)
 def test_local_sweep_runs_each_job_in_its_own_process(tmp_path):
     write_images(tmp_path / "hr", 4, size=(64, 64))
     out = tmp_path / "sweep"

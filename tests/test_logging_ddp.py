@@ -44,6 +44,7 @@ def test_csv_logger_records_every_loss_term_and_the_bicubic_metrics(image_folder
         assert key in header.split(","), key
 
 
+@pytest.mark.slow  # 10-21 s of subprocesses: make test-full (make test stays under 6 min)
 def test_ddp_validation_equals_single_process_with_an_odd_number_of_images(tmp_path):
     write_images(tmp_path / "train", 2, size=(48, 48), seed=0)
     write_images(tmp_path / "val", 3, size=(52, 44), seed=1)  # 3 images on 2 ranks: no padding allowed

@@ -116,9 +116,19 @@ def srlab_checkpoint(net_cfg: dict, tmp_path, scale: int = 4):
 def test_exports_of_spandrel_nets_and_rrdbnet_load_in_spandrel(format, tmp_path):
     cases = {"SPAN": {"_target_": "srlab.nets.spandrel_arch.SpandrelNet", "arch": "SPAN", "scale": 4, "num_in_ch": 3,
                       "num_out_ch": 3, "feature_channels": 8},
-             "ESRGAN": {"_target_": "srlab.nets.rrdbnet.RRDBNet", "scale": 4, "channels": 8, "n_blocks": 1}}
+             "ESRGAN": {"_target_": "srlab.nets.rrdbnet.RRDBNet", "scale": 4, "channels": 8, "n_blocks": 1},
+             # srlab's own modules, renamed into spandrel's classes (RCAN: its [0, 255] range unfolded)
+             "SwinIR": {"_target_": "srlab.nets.swinir.SwinIR", "scale": 4, "embed_dim": 12, "depths": [2],
+                        "heads": [2], "window": 4, "upsampler": "pixelshuffledirect"},
+             "RCAN": {"_target_": "srlab.nets.rcan.RCAN", "scale": 4, "n_groups": 1, "n_blocks": 2, "channels": 16,
+                      "reduction": 4}}
     for arch, cfg in cases.items():
         net, ckpt = srlab_checkpoint(cfg, tmp_path / arch)
+        with torch.no_grad():  # away from init (RCAN's tail, SwinIR's heads), so a wrong map shows
+            for p in net.parameters():
+                p.add_(torch.randn_like(p) * 0.02)
+        torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                    "srlab_config": {"scale": 4, "net": cfg}}, ckpt)
         out = export(ckpt, format=format)[0]
         assert out == ckpt.with_name(f"best.{format}")
         descriptor = spandrel.ModelLoader().load_from_file(out)
@@ -132,3 +142,23 @@ def test_nets_without_a_spandrel_counterpart_refuse_in_one_line(tmp_path):
     _, ckpt = srlab_checkpoint({"_target_": "srlab.nets.edsr.EDSR", "scale": 4, "n_blocks": 1, "channels": 8}, tmp_path)
     with pytest.raises(SrlabError, match="EDSR has no spandrel counterpart.*format=srlab .* or format=onnx"):
         export(ckpt, format="safetensors")
+    # spandrel's SwinIR has 64 channels before its upsampler: other widths have no counterpart
+    _, ckpt = srlab_checkpoint({"_target_": "srlab.nets.swinir.SwinIR", "scale": 2, "embed_dim": 12, "depths": [2],
+                                "heads": [2], "window": 4, "upsample_channels": 16}, tmp_path / "swinir")
+    with pytest.raises(SrlabError, match="SwinIR with these options has no spandrel counterpart .*format=srlab"):
+        export(ckpt, format="pth")
+
+
+def test_a_community_rcan_leaves_the_callers_image_alone(tmp_path):
+    """spandrel's RCAN multiplies its input in place (x *= rgb_range); srlab clones it first."""
+    from spandrel.architectures.RCAN import RCAN
+
+    torch.manual_seed(0)
+    model = RCAN(scale=2, n_resgroups=1, n_resblocks=1, n_feats=16, reduction=4, rgb_range=255).eval()
+    torch.save({"params": model.state_dict()}, tmp_path / "rcan.pth")
+    net, info = load_net(tmp_path / "rcan.pth")
+    x = torch.rand(1, 3, 12, 12)
+    kept = x.clone()
+    with torch.no_grad():
+        out = net(x)
+    assert torch.equal(x, kept) and out.shape == (1, 3, 24, 24) and info["scale"] == 2

@@ -23,6 +23,7 @@ def sweep(tmp_path, *overrides):
     return out, {int(p.name): json.loads((p / "metrics.json").read_text()) for p in trials}
 
 
+@pytest.mark.slow  # 10-21 s of subprocesses: make test-full (make test stays under 6 min)
 def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     out, trials = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3",

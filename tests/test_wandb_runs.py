@@ -37,6 +37,7 @@ def wandb_records(path: Path) -> list:
     return out
 
 
+@pytest.mark.slow  # 10-21 s of subprocesses: make test-full (make test stays under 6 min)
 def test_multirun_gives_one_named_grouped_run_per_job(tmp_path):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}

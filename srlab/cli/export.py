@@ -51,11 +51,11 @@ def default_output_for(ckpt_path: str | Path, format: str) -> Path:
     return Path(ckpt_path).with_name(f"{stem}.{format}")
 
 
-def export_interchange(net, scale: int, out: Path, format: str) -> Path:
+def export_interchange(net, scale: int, out: Path, format: str, net_config: dict | None = None) -> Path:
     """A bare state dict spandrel detects (srlab/inference/interchange.py), as .safetensors or .pth."""
     from srlab.inference.interchange import interchange_state_dict
 
-    state_dict, descriptor, dropped = interchange_state_dict(net, scale)
+    state_dict, descriptor, dropped = interchange_state_dict(net, scale, net_config)
     out.parent.mkdir(parents=True, exist_ok=True)
     if format == "safetensors":
         from safetensors.torch import save_file
@@ -87,7 +87,7 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
         print(f"{shape}; onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
         return [out]
     if format in ("safetensors", "pth"):
-        return [export_interchange(net, info["scale"], out, format)]
+        return [export_interchange(net, info["scale"], out, format, info["net_config"])]
     # clone(): tensors that share storage with others (views) would drag the whole storage along.
     state_dict = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     payload = {"format": EXPORT_FORMAT, "net_config": info["net_config"], "scale": info["scale"],
