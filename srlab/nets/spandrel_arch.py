@@ -121,12 +121,17 @@ class SpandrelNet(nn.Module):
     def rebuild_config(self) -> dict | None:
         """The `_target_` config that builds this net again (what checkpoints store), or None
         when a hyper-parameter is not a plain value a config can hold."""
-        values = {k: list(v) if isinstance(v, tuple) else v for k, v in self.hyperparameters.items()}
-        plain = (str, int, float, bool, type(None), list)
-        if not all(isinstance(v, plain) for v in values.values()):
-            return None
-        key = scale_kwarg(arch_class(self.arch))
-        values.pop(key, None)
+        cls = arch_class(self.arch)
+        defaults = {n: p.default for n, p in inspect.signature(cls.__init__).parameters.items()}
+        plain = (str, int, float, bool, type(None), list, dict)
+        values = {}
+        for k, v in self.hyperparameters.items():
+            v = list(v) if isinstance(v, tuple) else v
+            if isinstance(v, plain):
+                values[k] = v
+            elif defaults.get(k, inspect.Parameter.empty) is not v:  # e.g. RCAN's conv=default_conv: a default
+                return None
+        values.pop(scale_kwarg(cls), None)
         return {"_target_": f"{__name__}.SpandrelNet", "arch": self.arch, "scale": self.scale, **values}
 
     def detect(self):
