@@ -145,3 +145,22 @@ def test_spandrel_net_trains_as_gan_generator_with_ema_in_bf16(make_cfg, tmp_pat
     assert metrics["train/steps"] == 4 and np.isfinite(metrics["val/psnr_y"])
     net, info = load_net(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert info["scale"] == 2 and type(net.model).__name__ == "SPAN"
+
+
+@pytest.mark.slow  # two DDP processes on the CPU: ~20 s
+def test_ddp_trains_span_without_find_unused_parameters(tmp_path):
+    """SPAN's 40 inference-only convs never get a gradient; frozen at build, plain DDP trains
+    it (with net.freeze_unused=false DDP stops: 'parameters that were not used')."""
+    import subprocess
+    import sys
+
+    from tests.conftest import write_images
+
+    write_images(tmp_path / "hr", 4)
+    args = ["experiment=unet", "net=span", "net.feature_channels=8", "trainer=ddp_sim", "trainer.max_steps=4",
+            "trainer.val_check_interval=2", "trainer.max_time=null", "logger=none", "data=folder",
+            f"data.train_dir={tmp_path / 'hr'}", "data.val_fraction=0.5", "data.batch_size=2", "data.patch_size=32",
+            "data.num_workers=0", "scale=2", f"hydra.run.dir={tmp_path / 'run'}"]
+    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
