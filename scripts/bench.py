@@ -296,8 +296,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda" if gpu else "cpu", choices=["cpu", "cuda"])
     default_rows = "unet/samples,unet/folder,unet/store,edsr/samples,edsr/folder,edsr/store"
-    default_rows += ",span/samples,compact/samples,hat_s/samples"  # CPU: at --paper-net-cpu-patch
-    if gpu:  # the papers' nets: minutes per step on a CPU, so only where there is a GPU
+    default_rows += ",span/samples,compact/samples"  # spandrel's efficient nets; CPU: at --paper-net-cpu-patch
+    if gpu:  # HAT-S: 5 s a batch on 2 CPU cores (--rows hat_s/samples runs it there)
+        default_rows += ",hat_s/samples"  # the papers' nets: minutes per step on a CPU, so only where there is a GPU
         default_rows += ",rrdbnet/store,rcan/store,swinir/store,swinir_light/store"
     p.add_argument("--rows", default=default_rows,
                    help=f"net/data pairs; net in {', '.join(NETS)}; data in samples, folder, store")
