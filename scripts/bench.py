@@ -297,9 +297,8 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if gpu else "cpu", choices=["cpu", "cuda"])
     default_rows = "unet/samples,unet/folder,unet/store,edsr/samples,edsr/folder,edsr/store"
     default_rows += ",span/samples,compact/samples"  # spandrel's efficient nets; CPU: at --paper-net-cpu-patch
-    if gpu:  # HAT-S: 5 s a batch on 2 CPU cores (--rows hat_s/samples runs it there)
-        default_rows += ",hat_s/samples"  # the papers' nets: minutes per step on a CPU, so only where there is a GPU
-        default_rows += ",rrdbnet/store,rcan/store,swinir/store,swinir_light/store"
+    if gpu:  # the papers' nets and HAT-S: seconds to minutes per step on a CPU, so only on a GPU
+        default_rows += ",hat_s/samples,rrdbnet/store,rcan/store,swinir/store,swinir_light/store"
     p.add_argument("--rows", default=default_rows,
                    help=f"net/data pairs; net in {', '.join(NETS)}; data in samples, folder, store")
     p.add_argument("--variants", default="speed.channels_last=false;speed.compile=true" if gpu else "",
