@@ -60,9 +60,9 @@ def test_every_sr_architecture_of_the_registry_has_a_config():
     assert set(TINY) | SLOW == set(SPANDREL), "every spandrel config needs a tiny test preset"
 
 
-def build(name: str, scale: int = 4) -> SpandrelNet:
+def build(name: str, scale: int = 4, **overrides) -> SpandrelNet:
     cfg = {k: v for k, v in SPANDREL[name].items() if k not in ("_target_", "scale")}
-    cfg.update(TINY[name])
+    cfg.update(TINY[name], **overrides)
     return SpandrelNet(scale=scale, **cfg)
 
 

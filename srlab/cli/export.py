@@ -81,10 +81,8 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
     if format == "onnx":
         from srlab.inference.onnx_export import export_onnx, parse_size
 
-        fixed = parse_size(size)
-        diff = export_onnx(net, out, size=fixed)
-        shape = f"fixed LR size {fixed[0]}x{fixed[1]}" if fixed else "dynamic height and width"
-        print(f"{shape}; onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
+        diff = export_onnx(net, out, size=parse_size(size))
+        print(f"{export_onnx.last}; onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
         return [out]
     if format in ("safetensors", "pth"):
         return [export_interchange(net, info["scale"], out, format, info["net_config"])]

@@ -63,40 +63,53 @@ def parse_size(size: str | None) -> tuple[int, int] | None:
     return h, w
 
 
+def _export(net: nn.Module, path: Path, size: tuple[int, int], dims: dict, opset: int) -> None:
+    example = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    out_dims = {k: {2: "out_height", 3: "out_width"}.get(k, v) for k, v in dims.items()}
+    with warnings.catch_warnings():  # TracerWarnings about sizes (handled above), deprecation notes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=opset,
+                          input_names=["lr"], output_names=["sr"], dynamic_axes={"lr": dims, "sr": out_dims})
+
+
 def export_onnx(net: nn.Module, path: Path, opset: int = 17, size: tuple[int, int] | None = None) -> float:
     """Write `net` (CPU, float32, eval) to `path`; returns the max abs difference of the check.
 
     Without `size`: dynamic batch, height and width, checked at an odd size the trace never saw.
-    With `size`: a graph for that LR size only (dynamic batch), for nets whose window padding
-    freezes the traced size (most window-attention nets); checked at that size."""
+    With `size`: a graph for that LR size only, for nets whose window padding freezes the traced
+    size (most window-attention nets); dynamic batch where the net allows, else batch 1 (nets
+    that write the batch into their reshapes). `export_onnx.last` says which graph it wrote."""
     _require("onnx")
     arch_id = getattr(net, "arch_id", None)
     if arch_id in NOT_EXPORTABLE:
         raise SrlabError(f"{arch_id} cannot be exported to ONNX: {NOT_EXPORTABLE[arch_id]}; "
                          "use format=safetensors (spandrel, chaiNNer) or format=srlab")
     net = net.to("cpu", torch.float32).eval()
-    example = torch.rand(1, 3, *(size or TRACE_SIZE), generator=torch.Generator().manual_seed(0))
-    dims = {0: "batch"} if size else {0: "batch", 2: "height", 3: "width"}
-    out_dims = {0: "batch"} if size else {0: "batch", 2: "out_height", 3: "out_width"}
     path.parent.mkdir(parents=True, exist_ok=True)
     name = getattr(net, "arch", type(net).__name__)
-    try:
-        with warnings.catch_warnings():  # TracerWarnings about sizes (handled above), deprecation notes
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=opset,
-                              input_names=["lr"], output_names=["sr"],
-                              dynamic_axes={"lr": dims, "sr": out_dims})
-        diff = check_onnx(path, net, size=size or CHECK_SIZE)
-    except SrlabError:
-        raise
-    except Exception as e:  # noqa: BLE001 - exporter or onnxruntime: either way this graph is unusable
-        path.unlink(missing_ok=True)
-        reason = " ".join(str(e).split())[:140]
-        if size is None:
-            raise SrlabError(f"{name} does not export with dynamic height and width ({reason}); export it for "
-                             "one LR size with size=HxW, e.g. size=256x256") from None
-        raise SrlabError(f"{name} does not export to ONNX even at size {size[0]}x{size[1]} ({reason})") from None
-    if not diff <= TOLERANCE:
-        raise SrlabError(f"{path}: onnxruntime differs from PyTorch by {diff:.2g} (> {TOLERANCE}) "
-                         "on a random image; please report this net")
-    return diff
+    attempts = ([("dynamic height and width", TRACE_SIZE, {0: "batch", 2: "height", 3: "width"}, CHECK_SIZE, 2)]
+                if size is None else
+                [(f"fixed LR size {size[0]}x{size[1]}", size, {0: "batch"}, size, 2),
+                 (f"fixed LR size {size[0]}x{size[1]}, batch 1", size, {}, size, 1)])
+    reason = ""
+    for shape, trace_size, dims, check_size, batch in attempts:
+        try:
+            _export(net, path, trace_size, dims, opset)
+            diff = check_onnx(path, net, size=check_size, batch=batch)
+        except SrlabError:
+            raise
+        except Exception as e:  # noqa: BLE001 - exporter or onnxruntime: either way this graph is unusable
+            reason = " ".join(str(e).split())[:140]
+            continue
+        if diff <= TOLERANCE:
+            export_onnx.last = shape
+            return diff
+        reason = f"onnxruntime differs from PyTorch by {diff:.2g} (> {TOLERANCE}) on a random image"
+    path.unlink(missing_ok=True)
+    if size is None:
+        raise SrlabError(f"{name} does not export with dynamic height and width ({reason}); export it for "
+                         "one LR size with size=HxW, e.g. size=256x256")
+    raise SrlabError(f"{name} does not export to ONNX even at size {size[0]}x{size[1]} ({reason})")
+
+
+export_onnx.last = ""
