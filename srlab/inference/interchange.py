@@ -124,8 +124,10 @@ def check_with_spandrel(state_dict: dict, net: nn.Module, scale: int):
     multiple = max(int(getattr(net, "multiple", 1)), int(descriptor.size_requirements.multiple_of))
     side = -(-side // multiple) * multiple
     x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng():  # one noise draw for both (AuraSR injects noise)
+        torch.manual_seed(0)
         ours = net.eval()(x.clone())
+        torch.manual_seed(0)
         theirs = descriptor.model.eval()(x.clone())
     theirs = theirs[0] if isinstance(theirs, (tuple, list)) else theirs
     diff = (ours - theirs).abs().max().item() if ours.shape == theirs.shape else float("inf")
