@@ -127,6 +127,21 @@ def test_last_checkpoint_is_the_latest_state_not_the_best(make_cfg):
     assert steps == {"best": 2, "last": 6}
 
 
+def test_a_run_that_ends_between_validations_leaves_its_final_state(make_cfg, tmp_path):
+    """Issue 22: `trainer.max_steps=20` of a recipe validating every 600 steps left no
+    checkpoints/ at all; 6 steps validated every 4 left last.ckpt at step 4."""
+    from pathlib import Path
+
+    from srlab.cli.train import train as run
+
+    for steps, every in ((3, 100), (6, 4)):
+        cfg = make_cfg([f"trainer.max_steps={steps}", f"trainer.val_check_interval={every}", "data.val_crop=64"],
+                       run_dir=tmp_path / f"run{steps}")
+        run(cfg)
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == steps
+
+
 @pytest.mark.parametrize("content", [None, b"garbage", "truncated"])
 def test_bad_resume_checkpoint_is_one_line(trained, tmp_path, content):
     """A missing, foreign or truncated ckpt_path stops before anything is built, in one line."""

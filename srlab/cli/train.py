@@ -90,6 +90,18 @@ def discard_unused_run_dir(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def save_final_state(trainer: pl.Trainer) -> None:
+    """last.ckpt at the step training ended. Lightning's checkpoint callbacks write only at
+    validations inside `fit`, so a run that ends between two (`trainer.max_steps=20` with
+    validation every 600, or 6 steps validated every 4) would leave no checkpoint, or one that
+    is steps behind: nothing to upscale with or resume from."""
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "filename", None) == "last" and callback.dirpath:
+            if getattr(callback, "_last_global_step_saved", None) != trainer.global_step:
+                trainer.save_checkpoint(Path(callback.dirpath) / "last.ckpt")
+            return
+
+
 def train(cfg: DictConfig) -> dict:
     run_dir = Path(cfg.paths.output_dir)
     try:  # checks, then objects; nothing is written, loaded or logged before this returns
@@ -103,6 +115,7 @@ def train(cfg: DictConfig) -> dict:
         start = time.perf_counter()
         if any(p.requires_grad for p in net.parameters()):
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            save_final_state(trainer)
         else:
             log.info("net %s has no trainable parameters: validating only", type(net).__name__)
         seconds = time.perf_counter() - start
