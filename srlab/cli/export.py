@@ -4,9 +4,9 @@ A Lightning checkpoint carries optimizer state, loop state and the whole trainin
 to ship a model only the net's config, its scale and its weights are needed. The exported
 file, `{"format": "srlab-net/1", "net_config", "scale", "state_dict"}`, holds only dicts,
 strings, numbers and tensors, so it loads with `torch.load(weights_only=True)` and
-`srlab.inference.checkpoint.load_net` rebuilds the net without Hydra or Lightning. When the
-`safetensors` package is installed a `.safetensors` twin is written too (config in its
-metadata), for tools that only accept that format.
+`srlab.inference.checkpoint.load_net` rebuilds the net without Hydra or Lightning. A
+`.srlab.safetensors` twin is written too (config in its metadata), for tools that only accept
+that format.
 
 `format=onnx` writes `<stem>.onnx` instead (`srlab.inference.onnx_export`): dynamic batch/height/width,
 input "lr" [N,3,h,w] in [0,1], output "sr" [N,3,h*s,w*s] (not clamped), verified against
@@ -32,23 +32,15 @@ from srlab.errors import SrlabError
 from srlab.inference.checkpoint import EXPORT_FORMAT, load_net
 
 
-def default_output(ckpt_path: str | Path) -> Path:
-    """best.ckpt -> best.srlab.pt, next to it."""
-    ckpt_path = Path(ckpt_path)
-    return ckpt_path.with_name(f"{ckpt_path.stem}.srlab.pt")
-
-
 FORMATS = ("srlab", "onnx", "safetensors", "pth")
 
 
-def default_output_for(ckpt_path: str | Path, format: str) -> Path:
-    """best.ckpt -> best.srlab.pt (srlab), best.onnx, best.safetensors, best.pth."""
-    if format == "srlab":
-        return default_output(ckpt_path)
+def default_output(ckpt_path: str | Path, format: str = "srlab") -> Path:
+    """Next to the checkpoint: best.ckpt -> best.srlab.pt, best.onnx, best.safetensors, best.pth."""
     stem = Path(ckpt_path).name
     for suffix in (".ckpt", ".pt", ".pth", ".safetensors", ".srlab"):
         stem = stem.removesuffix(suffix)
-    return Path(ckpt_path).with_name(f"{stem}.{format}")
+    return Path(ckpt_path).with_name(f"{stem}.srlab.pt" if format == "srlab" else f"{stem}.{format}")
 
 
 def export_interchange(net, scale: int, out: Path, format: str, net_config: dict | None = None) -> Path:
@@ -75,14 +67,14 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
     if format not in FORMATS:
         raise SrlabError(f"format={format} is not one of {', '.join(FORMATS)}")
     net, info = load_net(ckpt_path, trust_checkpoint=trust_checkpoint)
-    out = Path(output) if output else default_output_for(ckpt_path, format)
+    out = Path(output) if output else default_output(ckpt_path, format)
     if out.resolve() == Path(ckpt_path).resolve():
         raise SrlabError(f"output={out} would overwrite the checkpoint: choose another file name")
     if format == "onnx":
-        from srlab.inference.onnx_export import export_onnx, parse_size
+        from srlab.inference.onnx_export import export_onnx_graph, parse_size
 
-        diff = export_onnx(net, out, size=parse_size(size))
-        print(f"{export_onnx.last}; onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
+        diff, graph = export_onnx_graph(net, out, size=parse_size(size))
+        print(f"{graph}; onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
         return [out]
     if format in ("safetensors", "pth"):
         return [export_interchange(net, info["scale"], out, format, info["net_config"])]

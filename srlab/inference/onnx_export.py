@@ -73,12 +73,18 @@ def _export(net: nn.Module, path: Path, size: tuple[int, int], dims: dict, opset
 
 
 def export_onnx(net: nn.Module, path: Path, opset: int = 17, size: tuple[int, int] | None = None) -> float:
-    """Write `net` (CPU, float32, eval) to `path`; returns the max abs difference of the check.
+    """Write `net` (CPU, float32, eval) to `path`; returns the max abs difference of the check."""
+    return export_onnx_graph(net, path, opset, size)[0]
+
+
+def export_onnx_graph(net: nn.Module, path: Path, opset: int = 17,
+                      size: tuple[int, int] | None = None) -> tuple[float, str]:
+    """`export_onnx`, returning also which graph it wrote ("dynamic height and width", ...).
 
     Without `size`: dynamic batch, height and width, checked at an odd size the trace never saw.
     With `size`: a graph for that LR size only, for nets whose window padding freezes the traced
     size (most window-attention nets); dynamic batch where the net allows, else batch 1 (nets
-    that write the batch into their reshapes). `export_onnx.last` says which graph it wrote."""
+    that write the batch into their reshapes)."""
     _require("onnx")
     arch_id = getattr(net, "arch_id", None)
     if arch_id in NOT_EXPORTABLE:
@@ -102,8 +108,7 @@ def export_onnx(net: nn.Module, path: Path, opset: int = 17, size: tuple[int, in
             reason = " ".join(str(e).split())[:140]
             continue
         if diff <= TOLERANCE:
-            export_onnx.last = shape
-            return diff
+            return diff, shape
         reason = f"onnxruntime differs from PyTorch by {diff:.2g} (> {TOLERANCE}) on a random image"
     path.unlink(missing_ok=True)
     if size is None:
@@ -111,5 +116,3 @@ def export_onnx(net: nn.Module, path: Path, opset: int = 17, size: tuple[int, in
                          "one LR size with size=HxW, e.g. size=256x256")
     raise SrlabError(f"{name} does not export to ONNX even at size {size[0]}x{size[1]} ({reason})")
 
-
-export_onnx.last = ""
