@@ -29,7 +29,8 @@ LEGACY_RUN = ROOT / "tests" / "fixtures" / "legacy_v0_1" / "run"
 COMMAND = re.compile(r"^(?:\.venv/bin/)?srlab-(train|eval|upscale|export|prepare)\b(.*)$")
 CONFIG_OF = {"train": "train", "eval": "eval", "upscale": "upscale", "export": "export", "prepare": "prepare"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
-PATH_KEYS = ("data.train_dir", "data.val_dir", "input", "eval.sets", "ckpt_path", "approach.init_from")
+PATH_KEYS = ("data.train_dir", "data.val_dir", "data.train_lr_dir", "data.val_lr_dir", "input", "lr_input", "eval.sets",
+             "eval.lr_dirs", "ckpt_path", "approach.init_from")
 
 
 def code_lines(page: Path):

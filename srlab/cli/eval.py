@@ -37,6 +37,7 @@ from srlab.cli.entry import user_errors
 from srlab.cli.upscale import GrayNet, pick_device
 from srlab.config.compose import CONFIG_DIR, check_scale
 from srlab.data.images import read_image, save_image
+from srlab.data.pairs import fitted_hr_size, match_pairs, misfit
 from srlab.data.sources import list_images
 from srlab.errors import SrlabError
 from srlab.evaluation.diversity import sample_spread
@@ -125,16 +126,22 @@ def eval_degradation(name: str | None, scale: int, train_config: dict | None):
             names = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
             raise SrlabError(f"eval.degradation={name}: use null (bicubic), train, or one of {names}")
         node = OmegaConf.load(path)
+    if str(node.get("_target_", "")).endswith("NoDegradation"):
+        raise SrlabError("eval.degradation: this checkpoint trained on given LR files (degradation=none); "
+                         "measure it on given LR with eval.lr_dirs=[...], or name a degradation")
     # a training-only pair pool and sharpened targets mean nothing for one image at a time
     return instantiate(OmegaConf.merge(node, {"scale": scale}))
 
 
 def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, self_ensemble: bool,
-            lpips, degrade=None, seed: int = 0) -> tuple[dict, tuple]:
+            lpips, degrade=None, seed: int = 0, lr: torch.Tensor | None = None) -> tuple[dict, tuple]:
     """One HR image [1,3,H,W] -> (metrics of SR and of bicubic, (hr, bicubic, sr, lr) as measured).
-    `degrade` (with its generator seeded by `seed`) makes the LR instead of MATLAB bicubic."""
+    `degrade` (with its generator seeded by `seed`) makes the LR instead of MATLAB bicubic;
+    `lr` [1,3,H/s,W/s] is a given LR file's image (eval.lr_dirs), used as it is."""
     gray_t = torch.tensor([gray], device=hr.device)
-    if degrade is not None:
+    if lr is not None:
+        pass
+    elif degrade is not None:
         lr = quantize(degrade(hr[0], generator=torch.Generator().manual_seed(seed))[None]) / 255.0
     elif channels == "y":
         hr = (torch.round(luma(hr, gray_t)) / 255.0).to(hr.dtype)  # the 8-bit Y (or gray) image of the MATLAB scripts
@@ -152,6 +159,26 @@ def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, self_e
     return row, (hr, bicubic, sr, lr)
 
 
+def eval_files(folder, lr_dir, pattern) -> list[tuple[Path, Path | None]]:
+    """(HR file, its LR file or None) of one eval set; pairs matched by name (srlab.data.pairs)."""
+    if lr_dir is None:
+        return [(p, None) for p in list_images(folder, what="eval.sets entry")]
+    return [(hr, lr) for _, hr, lr in match_pairs(folder, lr_dir, pattern, what="eval.sets entry")]
+
+
+def read_pair(hr_path: Path, lr_path: Path | None, scale: int):
+    """(hr, lr or None, gray). A given LR must be 1/scale of its HR after the benchmark's modcrop
+    (HR cropped top-left to a multiple of the scale); (None, None, False) and a warning if not."""
+    hr, gray = read_image(hr_path)
+    if lr_path is None:
+        return hr, None, gray
+    lr, lr_gray = read_image(lr_path)
+    if fitted_hr_size(tuple(hr.shape[-2:]), tuple(lr.shape[-2:]), scale, modcrop=True) is None:
+        log.warning("skipped %s", misfit(f"{hr_path} with {lr_path}", hr.shape[-2:], lr.shape[-2:], scale, True))
+        return None, None, False
+    return hr, lr, gray and lr_gray
+
+
 def evaluate(cfg: DictConfig) -> dict:
     if not cfg.eval.sets:
         raise SrlabError("eval.sets is empty: pass folders of HR images, e.g. eval.sets=[data/Set5/HR]")
@@ -161,6 +188,14 @@ def evaluate(cfg: DictConfig) -> dict:
     if degrade is not None:
         if str(cfg.eval.get("channels", "auto")) == "y":
             raise SrlabError("eval.channels=y is the bicubic Y-only protocol: drop it to use eval.degradation")
+        channels = "rgb"
+    lr_dirs = list(cfg.eval.get("lr_dirs") or [])
+    if lr_dirs:
+        if len(lr_dirs) != len(cfg.eval.sets):
+            raise SrlabError(f"eval.lr_dirs has {len(lr_dirs)} folder(s) for {len(cfg.eval.sets)} eval.sets: give one "
+                             "LR folder per set, in the same order")
+        if degrade is not None or str(cfg.eval.get("channels", "auto")) == "y":
+            raise SrlabError("eval.lr_dirs gives the LR: drop eval.degradation / eval.channels=y, which make their own")
         channels = "rgb"
     device, _ = pick_device(str(cfg.eval.device), half=False)
     net = net.to(device).eval()
@@ -178,31 +213,39 @@ def evaluate(cfg: DictConfig) -> dict:
     crops = Crops(int(cfg.eval.get("crop_size") or 0)) if cfg.get("logger") else None
     rows, metrics = [], {}
     reader = ThreadPoolExecutor(1)  # decodes image i+1 while image i is measured
-    for folder in cfg.eval.sets:
-        name, files = set_name(folder), list_images(folder, what="eval.sets entry")
+    for set_index, folder in enumerate(cfg.eval.sets):
+        name = set_name(folder)
+        lr_dir = lr_dirs[set_index] if lr_dirs else None
+        files = eval_files(folder, lr_dir, cfg.eval.get("pair_pattern"))
         set_rows = []
-        pending = reader.submit(read_image, files[0])
-        for index, path in enumerate(files):
-            hr, gray = pending.result()
+        pending = reader.submit(read_pair, *files[0], scale)
+        for index, (path, lr_path) in enumerate(files):
+            hr, lr, gray = pending.result()
             if index + 1 < len(files):
-                pending = reader.submit(read_image, files[index + 1])
+                pending = reader.submit(read_pair, *files[index + 1], scale)
+            if hr is None:
+                continue  # a pair whose sizes do not fit: warned in read_pair
             h, w = (hr.shape[-2] // scale) * scale, (hr.shape[-1] // scale) * scale
             hr = hr[:, :h, :w].unsqueeze(0).to(device)
+            lr = lr.unsqueeze(0).to(device) if lr is not None else None
             values, images = measure(forward, hr, gray, scale, channels, bool(cfg.eval.self_ensemble), lpips,
-                                     degrade, int(cfg.eval.get("seed", 0)) + index)
+                                     degrade, int(cfg.eval.get("seed", 0)) + index, lr)
             if sampler is not None:
                 is_gray = torch.tensor([gray or channels == "y"], device=device)
                 spread, _, _ = sample_spread(sampler, images[3].expand(-1, 3, -1, -1), 8, 1.0, is_gray, scale)
                 values["sample_diversity"] = float(spread[0])
-            set_rows.append({"set": name, "image": path.name, **values})
+            set_rows.append({"set": name, "image": path.name, **({"lr_image": lr_path.name} if lr_path else {}),
+                             **values})
             if crops is not None:
                 crops.add(name, path.name, *images[:3], lr=nearest_up(images[3], scale))
             if cfg.eval.save_images:
                 save_image(images[2][0], run_dir / "images" / name / f"{path.stem}.png")
                 if degrade is not None:  # the input too: what the net was given
                     save_image(images[3][0], run_dir / "images" / name / f"{path.stem}_lr.png")
+        if not set_rows:
+            raise SrlabError(f"eval.lr_dirs: no pair of {folder} and {lr_dir} fits scale={scale} (see the warnings)")
         for key in set_rows[0]:
-            if key not in ("set", "image"):
+            if key not in ("set", "image", "lr_image"):
                 metrics[f"{name}/{key}"] = sum(r[key] for r in set_rows) / len(set_rows)
         metrics[f"{name}/n_images"] = len(set_rows)
         rows += set_rows

@@ -91,15 +91,19 @@ def discard_unused_run_dir(run_dir: Path) -> None:
 
 
 def save_final_state(trainer: pl.Trainer) -> None:
-    """last.ckpt at the step training ended. Lightning's checkpoint callbacks write only at
-    validations inside `fit`, so a run that ends between two (`trainer.max_steps=20` with
-    validation every 600, or 6 steps validated every 4) would leave no checkpoint, or one that
-    is steps behind: nothing to upscale with or resume from."""
+    """last.ckpt at the step training ended, and best.ckpt if no validation inside `fit` wrote
+    one. Lightning's checkpoint callbacks write only at validations inside `fit`, so a run that
+    ends between two (`trainer.max_steps=20` with validation every 600, or 6 steps validated
+    every 4) would leave no checkpoint, or one that is steps behind: nothing to upscale with or
+    resume from. The final validation (`train`) then measures that best.ckpt: the only state
+    there is to measure."""
     for callback in trainer.checkpoint_callbacks:
-        if getattr(callback, "filename", None) == "last" and callback.dirpath:
-            if getattr(callback, "_last_global_step_saved", None) != trainer.global_step:
-                trainer.save_checkpoint(Path(callback.dirpath) / "last.ckpt")
-            return
+        name, folder = getattr(callback, "filename", None), getattr(callback, "dirpath", None)
+        if name == "last" and folder and getattr(callback, "_last_global_step_saved", None) != trainer.global_step:
+            trainer.save_checkpoint(Path(folder) / "last.ckpt")
+        if name == "best" and folder and not callback.best_model_path:
+            callback.best_model_path = str(Path(folder) / "best.ckpt")
+            trainer.save_checkpoint(callback.best_model_path)
 
 
 def train(cfg: DictConfig) -> dict:

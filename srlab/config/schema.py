@@ -232,6 +232,10 @@ RANGES = (
           "an existing folder of HR images (or an srlab-prepare store)"),
     _rule("data.val_dir", lambda v: v is None or Path(str(v)).expanduser().is_dir(),
           "null or an existing folder of HR images"),
+    _rule("data.train_lr_dir", lambda v: v is None or Path(str(v)).expanduser().is_dir(),
+          "null (a paired store) or an existing folder of LR images"),
+    _rule("data.val_lr_dir", lambda v: v is None or Path(str(v)).expanduser().is_dir(),
+          "null or an existing folder of LR images"),
     _rule("approach.*lr", lambda v: _is_number(v) and v >= 0, "a number >= 0, e.g. 1e-4 (0 freezes the net)"),
     _rule("approach.*weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
     _rule("approach.*betas", lambda v: isinstance(v, list) and len(v) == 2

@@ -41,6 +41,7 @@ from srlab.data.datasets import (
     ValImages,
     usable,
 )
+from srlab.data.degrade import NoDegradation
 from srlab.data.sources import folder_items, folder_split, hashed_split, sample_split
 from srlab.errors import SrlabError
 
@@ -84,6 +85,9 @@ class SRDataModule(pl.LightningDataModule):
         super().__init__()
         if patch_size % scale:
             raise SrlabError(f"data.patch_size={patch_size} must be a multiple of scale={scale}")
+        if isinstance(degradation, NoDegradation):
+            raise SrlabError(f"degradation=none needs LR files: use data=paired (this data source, "
+                             f"{type(self).__name__}, makes its LR from the HR), or pick a degradation")
         if degrade_on not in DEGRADE_ON:
             raise SrlabError(f"data.degrade_on={degrade_on!r}: use one of {', '.join(DEGRADE_ON)}")
         self.degradation, self.scale, self.patch_size = degradation, int(scale), int(patch_size)

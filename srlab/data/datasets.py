@@ -143,6 +143,22 @@ class PreparedImages(ImageStore):
         return PreparedImages(self.store_dir, [self.entries[i] for i in ids])
 
 
+def flip_rotate(patches: tuple[torch.Tensor, ...], g: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """One of the 8 flips/rotations of a square, drawn from `g`, applied to every patch alike
+    (an LR patch and its HR patch stay aligned). Plain torch ops on one patch beat kornia's warps."""
+    flip_h, flip_v, rot = torch.randint(2, (3,), generator=g).tolist()
+    out = []
+    for patch in patches:
+        if flip_h:
+            patch = patch.flip(-1)
+        if flip_v:
+            patch = patch.flip(-2)
+        if rot:
+            patch = patch.rot90(1, (-2, -1))
+        out.append(patch)
+    return tuple(out)
+
+
 class TrainPatches(Dataset):
     """`length` random HR patches (and LR, given a degradation); item i from image i % n.
 
@@ -185,15 +201,7 @@ class TrainPatches(Dataset):
         p = self.patch_size
         top = int(torch.randint(img.shape[-2] - p + 1, (), generator=g))
         left = int(torch.randint(img.shape[-1] - p + 1, (), generator=g))
-        patch = img[:, top : top + p, left : left + p]
-        # The 8 flips/rotations of a square; plain torch ops on one patch beat kornia's warps.
-        flip_h, flip_v, rot = torch.randint(2, (3,), generator=g).tolist()
-        if flip_h:
-            patch = patch.flip(-1)
-        if flip_v:
-            patch = patch.flip(-2)
-        if rot:
-            patch = patch.rot90(1, (-2, -1))
+        (patch,) = flip_rotate((img[:, top : top + p, left : left + p],), g)
         item = {"gray": torch.tensor(gray), "name": self.store.names[k], "id": torch.tensor(int(i))}
         if self.raw_uint8:
             item["hr"] = patch.expand(3, p, p).contiguous()

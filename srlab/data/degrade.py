@@ -50,7 +50,10 @@ def _is_gray(x: torch.Tensor) -> bool:
 
 
 def downscale(hr: torch.Tensor, scale: int, kernel: str = "cubic") -> torch.Tensor:
-    """Downscale [..., H, W] by an integer factor with an imresize or torch kernel."""
+    """Downscale [..., H, W] by an integer factor with an imresize or torch kernel; scale 1
+    keeps the image (a degradation on top of given LR files, `data=paired`)."""
+    if scale == 1:
+        return hr
     if kernel in IMRESIZE_KERNELS:
         return imresize(hr, scale=1.0 / scale, kernel=kernel)
     x = hr if hr.dim() == 4 else hr[None]
@@ -67,6 +70,18 @@ def downscale(hr: torch.Tensor, scale: int, kernel: str = "cubic") -> torch.Tens
             f"{', '.join(IMRESIZE_KERNELS + TORCH_KERNELS)}"
         )
     return out if hr.dim() == 4 else out[0]
+
+
+class NoDegradation:
+    """`degradation=none`: the LR is given as files (`data=paired`); nothing is made from the HR."""
+
+    scale = 1
+
+    def __init__(self, scale: int | None = None):
+        pass
+
+    def __repr__(self) -> str:
+        return "NoDegradation()"
 
 
 class BicubicDegradation:

@@ -10,7 +10,8 @@ Layout:
     <store>/index.json       {"format": "srlab-store", "version": 1, "next_file": k,
                               "images": [{"name", "file", "height", "width", "channels",
                                           "dtype", "gray", "source", "source_size",
-                                          "source_mtime_ns"}, ...]}
+                                          "source_mtime_ns", "lr": {...}}, ...],
+                              "scale": s}      ("lr" and "scale" only in a paired store)
     <store>/images/<k>.npy   HWC, C = 1 (gray) or 3; uint8 when every value is exactly v/255,
                              else uint16 when exactly v/65535, else float32 (e.g. alpha
                              composited over white), so storing never changes a value.
@@ -21,6 +22,7 @@ index never opens a different image under an old name.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -35,6 +37,7 @@ from srlab.errors import SrlabError
 FORMAT, VERSION = "srlab-store", 1
 INDEX = "index.json"
 _SCALE = {"uint8": 255, "uint16": 65535}
+log = logging.getLogger(__name__)
 
 
 def _hint(path) -> str:
@@ -65,14 +68,20 @@ def _read_index(store: Path) -> dict:
     return index
 
 
+def store_scale(store_dir: str | Path) -> int | None:
+    """The scale of a paired store's LR images (`lr_input=`), None for an HR-only store."""
+    scale = _read_index(Path(store_dir).expanduser()).get("scale")
+    return int(scale) if scale is not None else None
+
+
 def open_store(store_dir: str | Path) -> list[dict]:
     """The index entries of a store; `SrlabError` (one line) if it is not usable."""
     store = Path(store_dir).expanduser()
     entries = _read_index(store)["images"]
     for e in entries:
-        if not (store / e["file"]).is_file():
-            raise SrlabError(f"{store}: image file {e['file']} ({e['name']}) is missing: "
-                             f"{_hint(store)} again")
+        for file in (e["file"], *([e["lr"]["file"]] if "lr" in e else [])):
+            if not (store / file).is_file():
+                raise SrlabError(f"{store}: image file {file} ({e['name']}) is missing: {_hint(store)} again")
     return entries
 
 
@@ -141,7 +150,7 @@ def _start(store: Path) -> dict:
 
 def _sweep(store: Path, index: dict) -> int:
     """Delete .npy/temp files no index entry names (left by an interrupted run); next number."""
-    used = {e["file"] for e in index["images"]}
+    used = {e["file"] for e in index["images"]} | {e["lr"]["file"] for e in index["images"] if "lr" in e}
     top = index.get("next_file", 0)
     (store / "images").mkdir(exist_ok=True)
     for p in (store / "images").iterdir():
@@ -152,14 +161,67 @@ def _sweep(store: Path, index: dict) -> int:
     return top
 
 
-def prepare_store(input_dir: str | Path, output_dir: str | Path, progress: bool = True) -> dict:
+def _stat(path: Path) -> dict:
+    st = path.stat()
+    return {"source": str(path.resolve()), "source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+
+
+def _write_array(store: Path, index: dict, x: torch.Tensor, gray: bool) -> dict:
+    """Encode one decoded image into the next numbered file; its entry fields."""
+    arr = _encode(x, gray)
+    file = f"images/{index['next_file']:06d}.npy"
+    _atomic_write(store / file, lambda f: np.save(f, arr, allow_pickle=False))
+    index["next_file"] += 1
+    return {"file": file, "height": arr.shape[0], "width": arr.shape[1], "channels": arr.shape[2],
+            "dtype": str(arr.dtype), "gray": gray}
+
+
+def _sources(root: Path, lr_input, scale, pair_pattern) -> list[tuple[str, Path, Path | None]]:
+    """(name, HR file, LR file or None) for every image (pair) to store; unique names."""
+    if lr_input is None:
+        named = [(n, p, None) for n, p in _named(root, list_images(root, "input"))]
+    else:
+        from srlab.data.pairs import match_pairs
+
+        if scale is None:
+            raise SrlabError("lr_input= needs the scale of its LR files: add scale=<2|3|4|...>")
+        named = match_pairs(root, Path(lr_input).expanduser(), pair_pattern, "input")
+    seen: dict[str, Path] = {}
+    for name, path, _ in named:  # the store is looked up by name: two files must not share one
+        if name in seen:
+            raise SrlabError(f"input: {seen[name]} and {path} both give the image name '{name}'; "
+                             "rename or remove one")
+        seen[name] = path
+    return named
+
+
+def _decode_pair(name: str, hr_path: Path, lr_path: Path, scale: int, modcrop: bool):
+    """(hr cropped to scale x LR, lr, gray) or None (one warning) when the sizes do not fit."""
+    from srlab.data.pairs import fitted_hr_size, misfit
+
+    (hr, hr_gray), (lr, lr_gray) = read_image(hr_path), read_image(lr_path)
+    fit = fitted_hr_size(tuple(hr.shape[-2:]), tuple(lr.shape[-2:]), scale, modcrop)
+    if fit is None:
+        log.warning("skipped %s", misfit(f"{hr_path} with {lr_path}", hr.shape[-2:], lr.shape[-2:], scale, modcrop)
+                    .replace("data.modcrop", "modcrop"))
+        return None
+    return hr[:, :fit[0], :fit[1]].contiguous(), lr, hr_gray and lr_gray
+
+
+def prepare_store(input_dir: str | Path, output_dir: str | Path, progress: bool = True, lr_input=None,
+                  scale: int | None = None, modcrop: bool = False, pair_pattern: str | None = None) -> dict:
     """Convert a folder of images into a store (or bring an existing store up to date).
 
     New images are added, images whose source size or mtime changed are re-converted (under a
     new file number; the old file is deleted), unchanged ones are skipped without decoding.
     Images removed from the input stay in the store. The index is rewritten atomically after
     every image, so an interrupted run (Ctrl-C, an unreadable file) keeps everything converted
-    so far and a re-run continues. Returns {"added", "updated", "unchanged"} counts.
+    so far and a re-run continues. Returns {"added", "updated", "unchanged", "skipped"} counts.
+
+    With `lr_input` (a folder of LR files at 1/`scale`), the store holds pairs matched by name
+    (`srlab.data.pairs`): each entry also has "lr" (file, size, dtype, source), the HR is
+    stored cropped to scale x LR (`modcrop` allows an HR up to scale-1 px larger, cropped
+    top-left), and a pair whose sizes do not fit is skipped with one warning.
     """
     from rich.progress import (
         BarColumn,
@@ -170,44 +232,56 @@ def prepare_store(input_dir: str | Path, output_dir: str | Path, progress: bool 
     )
 
     root, store = Path(input_dir).expanduser(), Path(output_dir).expanduser()
-    named = _named(root, list_images(root, "input"))
-    seen: dict[str, Path] = {}
-    for name, path in named:  # the store is looked up by name: two files must not share one
-        if name in seen:
-            raise SrlabError(f"input: {seen[name]} and {path} both give the image name '{name}'; "
-                             "rename or remove one")
-        seen[name] = path
+    named = _sources(root, lr_input, scale, pair_pattern)
     index = _start(store)
+    paired = lr_input is not None
+    if index["images"] and (index.get("scale") is not None) != paired:
+        raise SrlabError(f"output={store} is {'an HR-only' if not paired else 'a paired'} store; "
+                         f"{'paired' if paired else 'HR-only'} images go into a new folder")
+    if paired and index.get("scale") not in (None, int(scale)):
+        raise SrlabError(f"output={store} holds x{index['scale']} pairs, not scale={scale}: use a new folder")
+    if paired:
+        index["scale"] = int(scale)
     index["next_file"] = _sweep(store, index)
     by_name = {e["name"]: i for i, e in enumerate(index["images"])}
-    counts = {"added": 0, "updated": 0, "unchanged": 0}
+    counts = {"added": 0, "updated": 0, "unchanged": 0, "skipped": 0}
     columns = (TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress) as bar:
-        for name, path in bar.track(named):
-            st, source = path.stat(), str(path.resolve())
+        for name, path, lr_path in bar.track(named):
+            stat = _stat(path)
+            lr_stat = _stat(lr_path) if lr_path is not None else None
             old = index["images"][by_name[name]] if name in by_name else None
-            if old and (old["source"], old["source_size"], old["source_mtime_ns"]) == (
-                    source, st.st_size, st.st_mtime_ns):
+            if old and {k: old[k] for k in stat} == stat and (
+                    lr_stat is None or {k: old["lr"].get(k) for k in lr_stat} == lr_stat):
                 counts["unchanged"] += 1
                 continue
-            x, gray = read_image(path)  # SrlabError naming the file; the index so far is kept
-            arr = _encode(x, gray)
-            file = f"images/{index['next_file']:06d}.npy"
-            _atomic_write(store / file, lambda f: np.save(f, arr, allow_pickle=False))
-            entry = {"name": name, "file": file, "height": arr.shape[0], "width": arr.shape[1],
-                     "channels": arr.shape[2], "dtype": str(arr.dtype), "gray": gray,
-                     "source": source, "source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
-            index["next_file"] += 1
+            if lr_path is None:
+                x, gray = read_image(path)  # SrlabError naming the file; the index so far is kept
+                lr = None
+            else:
+                decoded = _decode_pair(name, path, lr_path, int(scale), modcrop)
+                if decoded is None:
+                    counts["skipped"] += 1
+                    continue
+                x, lr, gray = decoded
+            entry = {"name": name, **_write_array(store, index, x, gray), **stat}
+            if lr is not None:
+                entry["lr"] = {**_write_array(store, index, lr, gray), **lr_stat}
             if old:
                 index["images"][by_name[name]] = entry
             else:
                 by_name[name] = len(index["images"])
                 index["images"].append(entry)
             _write_index(store, index)
-            if old:  # only after the index stops naming it
-                (store / old["file"]).unlink(missing_ok=True)
+            if old:  # only after the index stops naming them
+                for file in (old["file"], *([old["lr"]["file"]] if "lr" in old else [])):
+                    (store / file).unlink(missing_ok=True)
             counts["updated" if old else "added"] += 1
-    gb = sum((store / e["file"]).stat().st_size for e in index["images"]) / 1e9
-    print(f"{store}: {counts['added']} added, {counts['updated']} updated, "
-          f"{counts['unchanged']} unchanged; {len(index['images'])} images, {gb:.2f} GB")
+    files = [e["file"] for e in index["images"]] + [e["lr"]["file"] for e in index["images"] if "lr" in e]
+    gb = sum((store / f).stat().st_size for f in files) / 1e9
+    what = f"x{index['scale']} pairs" if paired else "images"
+    skipped = f", {counts['skipped']} skipped (see the warnings)" if counts["skipped"] else ""
+    print(f"{store}: {counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged"
+          f"{skipped}; {len(index['images'])} {what}, "
+          f"{gb:.2f} GB")
     return counts

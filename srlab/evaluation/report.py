@@ -61,7 +61,8 @@ class Crops:
 def write_results(rows: list[dict], metrics: dict, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "per_image.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(k for row in rows for k in row))  # sets with and without given LR
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -114,12 +115,13 @@ def log_results(cfg: DictConfig, metrics: dict, rows: list[dict], crops: Crops |
 def wandb_table(rows: list[dict], crops: Crops | None):
     import wandb
 
-    numbers = [k for k in rows[0] if k not in ("set", "image")]
+    names = ["set", "image"] + (["lr_image"] if any("lr_image" in row for row in rows) else [])
+    numbers = [k for k in rows[0] if k not in names]
     with_crops = crops is not None and bool(crops.items)
-    columns = ["set", "image", *numbers] + (list(PANEL) if with_crops else [])
+    columns = [*names, *numbers] + (list(PANEL) if with_crops else [])
     table = wandb.Table(columns=columns)
     for row in rows:
-        cells = [row[k] for k in ("set", "image", *numbers)]
+        cells = [row.get(k, "") for k in names] + [row[k] for k in numbers]
         if with_crops:
             cells += [wandb.Image(a) for a in crops.items[(row["set"], row["image"])]]
         table.add_data(*cells)
