@@ -36,17 +36,24 @@ def test_every_group_has_options():
 @pytest.mark.parametrize("group,option", all_options())
 def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
     overrides = [f"{group}={option}"]
-    if option in ("perceptual", "unet_perceptual", "esrgan", "realesrgan") and group in ("loss", "experiment"):
+    if option in ("perceptual", "unet_perceptual", "esrgan", "realesrgan", "realsr_pairs_gan") and group in ("loss", "experiment"):
         overrides.append("loss.terms.perceptual.fn.weights=random")  # no ImageNet file offline
-    if group == "data" and option in ("folder", "store"):
+    if group == "data" and option in ("folder", "store", "paired"):
         overrides.append(f"data.train_dir={tmp_path}")
+    if group == "data" and option == "paired":
+        overrides.append(f"data.train_lr_dir={tmp_path}")
     if group in ("net", "experiment") and option in TINY_NETS:
         overrides += TINY_NETS[option]  # a forward of the full net takes seconds; test_paper_nets builds those
     if group == "approach" and option == "vae":
         overrides.insert(0, "net=cvae_unet")  # the VAE needs a net with a posterior encoder
-    cfg = make_cfg(overrides, fast=group not in ("trainer", "net", "debug", "experiment"))
+    if group == "approach" and option == "diffusion":
+        overrides.insert(0, "net=resshift_unet")  # and diffusion a denoiser with a timestep input
+    if group == "net" and option == "resshift_unet":
+        overrides.insert(0, "approach=diffusion")
+    fast = group not in ("trainer", "net", "debug", "experiment") and option != "diffusion"  # FAST sets unet keys
+    cfg = make_cfg(overrides, fast=fast)
     if OmegaConf.is_missing(cfg.data, "train_dir"):  # recipes for a real data set (edsr_div2k)
-        cfg = make_cfg(overrides + [f"data.train_dir={tmp_path}"], fast=group not in ("trainer", "net", "debug", "experiment"))
+        cfg = make_cfg(overrides + [f"data.train_dir={tmp_path}"], fast=fast)
     validate_train_config(cfg)
     if group in ("approach", "net", "loss", "experiment", "debug"):
         net = instantiate(cfg.net)
@@ -59,6 +66,8 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
         assert type(scheduler).__name__.lower().startswith(option.replace("cosine", "cosineannealing"))
     elif group == "data":
         assert instantiate(cfg.data).scale == cfg.scale
+    elif group == "degradation" and option == "none":  # LR given as files (data=paired)
+        assert type(instantiate(cfg.degradation)).__name__ == "NoDegradation"
     elif group == "degradation":
         assert instantiate(cfg.degradation)(torch.rand(3, 16, 16)).shape == (3, 16 // cfg.scale, 16 // cfg.scale)
     elif group == "trainer":

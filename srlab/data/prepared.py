@@ -216,7 +216,8 @@ def prepare_store(input_dir: str | Path, output_dir: str | Path, progress: bool 
     new file number; the old file is deleted), unchanged ones are skipped without decoding.
     Images removed from the input stay in the store. The index is rewritten atomically after
     every image, so an interrupted run (Ctrl-C, an unreadable file) keeps everything converted
-    so far and a re-run continues. Returns {"added", "updated", "unchanged", "skipped"} counts.
+    so far and a re-run continues. Returns {"added", "updated", "unchanged"} counts (and
+"skipped" for pairs).
 
     With `lr_input` (a folder of LR files at 1/`scale`), the store holds pairs matched by name
     (`srlab.data.pairs`): each entry also has "lr" (file, size, dtype, source), the HR is
@@ -244,7 +245,7 @@ def prepare_store(input_dir: str | Path, output_dir: str | Path, progress: bool 
         index["scale"] = int(scale)
     index["next_file"] = _sweep(store, index)
     by_name = {e["name"]: i for i, e in enumerate(index["images"])}
-    counts = {"added": 0, "updated": 0, "unchanged": 0, "skipped": 0}
+    counts = {"added": 0, "updated": 0, "unchanged": 0, **({"skipped": 0} if paired else {})}
     columns = (TextColumn("preparing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress) as bar:
         for name, path, lr_path in bar.track(named):
@@ -280,7 +281,7 @@ def prepare_store(input_dir: str | Path, output_dir: str | Path, progress: bool 
     files = [e["file"] for e in index["images"]] + [e["lr"]["file"] for e in index["images"] if "lr" in e]
     gb = sum((store / f).stat().st_size for f in files) / 1e9
     what = f"x{index['scale']} pairs" if paired else "images"
-    skipped = f", {counts['skipped']} skipped (see the warnings)" if counts["skipped"] else ""
+    skipped = f", {counts['skipped']} skipped (see the warnings)" if counts.get("skipped") else ""
     print(f"{store}: {counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged"
           f"{skipped}; {len(index['images'])} {what}, "
           f"{gb:.2f} GB")
