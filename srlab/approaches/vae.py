@@ -8,8 +8,10 @@ weight from step 0 the posterior is pushed to the prior before the decoder learn
 and z is then ignored ("posterior collapse").
 
 Validation runs the net with z = 0 (the prior mean; shared metrics of `SRApproach`) and also
-logs `val/kl` on the val images (near 0: the latent carries nothing) and
-`val/posterior_psnr_y`, the PSNR with the HR image's own latent (how much detail z can add). Logged in training:
+logs `val/kl` on the val images (near 0: the latent carries nothing),
+`val/posterior_psnr_y`, the PSNR with the HR image's own latent (how much detail z can add),
+and the measures of stochastic SR on `val_samples` prior draws (one draw, the mean of the
+draws, LR-PSNR, diversity: srlab/approaches/stochastic_validation.py). Logged in training:
 `train/loss/<term>`, `train/loss/kl`, `train/loss/weighted/kl`, `train/kl_weight`.
 The net must offer `encode(lr, hr) -> (mu, logvar)` and `forward(lr, z)` (srlab.nets.cvae_unet).
 """
@@ -20,8 +22,8 @@ import torch
 from torch import nn
 
 from srlab.approaches.regression import RegressionSR
+from srlab.approaches.stochastic_validation import log_stochastic
 from srlab.errors import SrlabError
-from srlab.evaluation.diversity import sample_spread
 from srlab.evaluation.metrics import SRMetrics
 from srlab.losses.kl import gaussian_kl
 from srlab.losses.mix import LossMix
@@ -95,12 +97,8 @@ class VaeSR(RegressionSR):
         # SR from the posterior mean, i.e. with the HR image's own latent: an upper bound that
         # shows how much HR detail z carries (equal to val/psnr_y: z is unused)
         self.val_posterior.update(self.eval_net(batch["lr"], mu), batch["hr"], batch.get("gray"))
-        if self.val_samples > 1:
-            diversity, std, samples = sample_spread(self.eval_net, batch["lr"], self.val_samples, 1.0,
-                                                    batch.get("gray"), border=self.scale, seed=batch_idx)
-            self.log("val/sample_diversity", diversity.mean(), on_step=False, on_epoch=True,
-                     batch_size=diversity.numel(), sync_dist=True)
-            out.update(samples=samples[:3].detach(), std=std.detach())  # for the sample panels
+        if self.val_samples > 1:  # one draw, the mean of the draws, LR-PSNR, spread; the panels
+            out.update(log_stochastic(self, self.eval_net, batch, self.val_samples, seed=batch_idx))
         return out
 
     def on_validation_epoch_end(self) -> None:

@@ -21,8 +21,11 @@ batched tiles, blending on the device, results kept on the device for the metric
 that fits one tile is exactly net(lr)), and the next image is decoded in a thread meanwhile,
 so a large set is bounded by the net. Results: printed table, `per_image.csv`, `metrics.json` (`<set>/psnr_y`,
 `<set>/bicubic_psnr_y`, `<set>/n_images`, ...) and, with `logger=wandb`, a W&B table with
-crops (see srlab/evaluation/report.py). A VAE checkpoint is measured with z = 0 and also gets
-`sample_diversity` (srlab/evaluation/diversity.py: per-pixel std across 8 draws at temperature 1).
+crops (see srlab/evaluation/report.py). A stochastic checkpoint also gets the measures of
+stochastic SR over `eval.samples` draws at temperature 1 (srlab/evaluation/stochastic.py:
+sample_psnr_y, sample_ssim_y, mean_psnr_y, lr_psnr, sample_diversity(_textured)); its psnr_y is a
+VAE's z = 0 answer, or a diffusion net's draw of seed `eval.seed` + the image's index, each
+denoising step tiled with one noise field for the whole image (srlab/inference/diffusion_sampling.py).
 """
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -40,9 +43,10 @@ from srlab.data.images import read_image, save_image
 from srlab.data.pairs import fitted_hr_size, match_pairs, misfit
 from srlab.data.sources import list_images
 from srlab.errors import SrlabError
-from srlab.evaluation.diversity import sample_spread
+from srlab.evaluation.stochastic import stochastic_measures
 from srlab.evaluation.metrics import luma, quantize, sr_metrics, y_only_metrics
 from srlab.evaluation.report import Crops, log_results, print_table, write_results
+from srlab.inference.diffusion_sampling import TiledSampler
 from srlab.inference.tile_size import auto_tile, auto_tile_batch, lr_alignment
 from srlab.inference.tiling import upscale_tiled
 from srlab.ops.imresize import imresize
@@ -199,7 +203,9 @@ def evaluate(cfg: DictConfig) -> dict:
         channels = "rgb"
     device, _ = pick_device(str(cfg.eval.device), half=False)
     net = net.to(device).eval()
-    sampler = net if hasattr(net, "sample") else None  # a VAE: z = 0 metrics plus sample_diversity
+    # a stochastic net (VAE, diffusion): also the measures of stochastic SR over eval.samples draws
+    n_draws = int(cfg.eval.get("samples", 8) or 0)
+    sampler = net if hasattr(net, "sample") and n_draws > 1 else None
     if channels == "y":
         net = GrayNet(net)  # Y in, Y out: bicubic is unchanged, an RGB net sees a gray image
     lpips = None
@@ -208,8 +214,12 @@ def evaluate(cfg: DictConfig) -> dict:
 
         lpips = LPIPS(str(cfg.eval.lpips)).to(device)
     run_dir = Path(cfg.paths.output_dir)
-    forward = tiled_forward(net, scale, device, cfg.eval.get("tile"), int(cfg.eval.get("overlap", 32)),
-                            cfg.eval.get("tile_batch"))
+    if getattr(net, "stepwise", False):  # diffusion: one draw, each denoising step tiled
+        forward = TiledSampler(net, cfg.eval.get("tile"), int(cfg.eval.get("overlap", 32)), cfg.eval.get("tile_batch"))
+        sampler = forward if sampler is not None else None
+    else:
+        forward = tiled_forward(net, scale, device, cfg.eval.get("tile"), int(cfg.eval.get("overlap", 32)),
+                                cfg.eval.get("tile_batch"))
     crops = Crops(int(cfg.eval.get("crop_size") or 0)) if cfg.get("logger") else None
     rows, metrics = [], {}
     reader = ThreadPoolExecutor(1)  # decodes image i+1 while image i is measured
@@ -228,12 +238,16 @@ def evaluate(cfg: DictConfig) -> dict:
             h, w = (hr.shape[-2] // scale) * scale, (hr.shape[-1] // scale) * scale
             hr = hr[:, :h, :w].unsqueeze(0).to(device)
             lr = lr.unsqueeze(0).to(device) if lr is not None else None
+            seed = int(cfg.eval.get("seed", 0)) + index
+            if isinstance(forward, TiledSampler):
+                forward.seed = seed  # the one draw measured as psnr_y, ... (the same in every eval)
             values, images = measure(forward, hr, gray, scale, channels, bool(cfg.eval.self_ensemble), lpips,
-                                     degrade, int(cfg.eval.get("seed", 0)) + index, lr)
+                                     degrade, seed, lr)
             if sampler is not None:
                 is_gray = torch.tensor([gray or channels == "y"], device=device)
-                spread, _, _ = sample_spread(sampler, images[3].expand(-1, 3, -1, -1), 8, 1.0, is_gray, scale)
-                values["sample_diversity"] = float(spread[0])
+                drawn, _, _ = stochastic_measures(sampler, images[3].expand(-1, 3, -1, -1),
+                                                  images[0].expand(-1, 3, -1, -1), is_gray, scale, n_draws, 1.0, seed)
+                values.update({k: float(v[0]) for k, v in drawn.items()})
             set_rows.append({"set": name, "image": path.name, **({"lr_image": lr_path.name} if lr_path else {}),
                              **values})
             if crops is not None:

@@ -3,7 +3,7 @@
     srlab-upscale ckpt_path=<.ckpt or .srlab.pt> input=<file|folder> [output=<file.png|.tif|folder>]
                   [tile=null tile_batch=null overlap=32 half=false device=auto format=png
                    png_compression=1 profile=false trust_checkpoint=false]
-                  [samples=1 temperature=1.0]
+                  [samples=1 temperature=1.0 seed=0]
 
 The sequence: load the net (`srlab.inference.checkpoint`, weights_only unless trusted) -> list the
 inputs -> for each image: read it (the next one is read in a thread meanwhile), upscale it
@@ -24,10 +24,12 @@ A folder is walked recursively; outputs keep the relative names, with the format
 One progress bar counts images (with images/s); an unreadable file is reported on one line
 and skipped; the run then exits 1 after the others are done.
 Hydra parses the command line but writes no run directory or log file (configs/upscale.yaml).
-Sampling (a VAE checkpoint, experiment=vae): samples=N > 1 writes N prior draws per input,
-<name>_sample<i>.png, with z ~ N(0, temperature^2 I); each image runs as one tile so that one
-latent field covers it (independent draws per tile would not match at the seams). samples=1
-is the deterministic z = 0 answer. A deterministic net refuses samples > 1.
+Sampling (a VAE or diffusion checkpoint): samples=N > 1 writes N draws per input,
+<name>_sample<i>.png, draw i from seed + i (`seed`, default 0: the same seed, the same files);
+temperature scales the noise. A VAE image runs as one tile so one latent field covers it, and
+samples=1 is its deterministic z = 0 answer; a diffusion net tiles each denoising step with one
+noise field for the whole image, and samples=1 is the draw of `seed`
+(srlab/inference/prior_samples.py). A deterministic net refuses samples > 1.
 """
 
 from __future__ import annotations
@@ -253,16 +255,18 @@ def upscale(cfg: DictConfig) -> list[Path]:
     net = net.to(device=device, dtype=dtype).eval()
     align, tile, tile_batch = lr_alignment(net, scale), cfg.tile, int(cfg.get("tile_batch") or auto_tile_batch(device))
     auto_height = tile is None
-    if tile is None:  # decided once, for the colour net, and used for every file
+    stepwise = getattr(net, "stepwise", False)  # diffusion: its sampler tiles each step itself
+    if tile is None and not stepwise:  # decided once, for the colour net, and used for every file
         tile = auto_tile(net, scale, 3, overlap, align, device, dtype, tile_batch)
-    if overlap < 0 or int(tile) < min_tile(overlap, align):
+    if overlap < 0 or (tile is not None and int(tile) < min_tile(overlap, align)):
         raise SrlabError(f"tile={tile}, overlap={overlap}: need overlap >= 0 and tile >= "
                          f"{min_tile(max(overlap, 0), align)} (3 x overlap + {align})")
     progress, profile = bool(cfg.get("progress", True)), bool(cfg.get("profile", False))
     png_level = int(cfg.get("png_compression", 1))
     if not 0 <= png_level <= 9:  # checked here too, or every image of a folder would be "skipped"
         raise SrlabError(f"png_compression={png_level} must be 0 (none, fastest) ... 9 (smallest)")
-    jobs = sample_jobs(net, pairs, int(cfg.get("samples", 1)), float(cfg.get("temperature", 1.0)), int(tile))
+    jobs = sample_jobs(net, pairs, int(cfg.get("samples", 1)), float(cfg.get("temperature", 1.0)),
+                       None if tile is None else int(tile), int(cfg.get("seed", 0)), overlap, tile_batch)
     total, start = StageTimer(), time.perf_counter()
     written, failed = [], []
     bar = tqdm(jobs, desc="images", unit="img", disable=not progress or len(jobs) == 1)
