@@ -48,8 +48,6 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-from hydra.utils import instantiate
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +59,7 @@ from srlab.data.prepared import prepare_store  # noqa: E402
 from srlab.data.sources import SAMPLE_COLOR, SAMPLE_GRAY, sample_dir  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_abab import Alternate, RawLoop, sync  # noqa: E402
 from bench_degradations import degradation_rows  # noqa: E402
 
 NETS = {  # name -> overrides; EDSR's patch is set per device (--edsr-patch)
@@ -76,39 +75,13 @@ NETS = {  # name -> overrides; EDSR's patch is set per device (--edsr-patch)
     "span": ["net=span", "loss=l1"],
     "compact": ["net=compact", "loss=l1"],
     "hat_s": ["net=hat_s", "loss=l1"],
+    # ResShift's training step (a denoiser on the LR grid, one random t per image), no val draws
+    "diffusion": ["experiment=diffusion", "approach.val_samples=0"],
 }
 # HR patch of the papers' recipes on a GPU; on the CPU 64 px (16 px LR), or a step takes minutes
 PAPER_PATCH = {"rrdbnet": 128, "rcan": 192, "swinir": 192, "swinir_light": 256, "span": 256, "compact": 256,
                "hat_s": 256}
 DIV2K_SIZE, DIV2K_PATCHES_PER_EPOCH = (1356, 2040), 800 * 16
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def rate(stamps: list[float], device: torch.device) -> float:
-    """Steps/s from the time stamps after each step. GPU: over the whole window (steps run
-    asynchronously; only the synced ends mean anything). CPU: from the median step, which a
-    busy neighbour on a shared 2-core machine cannot move the way it moves a total."""
-    if device.type == "cuda":
-        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    return 1.0 / float(np.median(np.diff(stamps)))
-
-
-class StepTimer(pl.Callback):
-    """Time stamps of the training steps after `warmup` (device synced at both ends)."""
-
-    def __init__(self, warmup: int, steps: int):
-        self.warmup, self.steps, self.stamps = warmup, steps, []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        step = trainer.global_step  # steps done, this one included
-        if self.warmup <= step <= self.warmup + self.steps:
-            if step in (self.warmup, self.warmup + self.steps):
-                sync(pl_module.device)
-            self.stamps.append(time.perf_counter())
 
 
 def _photo_png(task: tuple) -> None:
@@ -140,12 +113,12 @@ def data_overrides(data: str, folders: dict) -> list[str]:
 
 
 def compose(net: str, data: str, args, folders: dict, run_dir: Path, extra=()):
-    patch = {"edsr": args.edsr_patch, "unet": args.unet_patch}.get(net)
+    patch = {"edsr": args.edsr_patch, "unet": args.unet_patch, "diffusion": args.unet_patch}.get(net)
     patch = patch or (PAPER_PATCH[net] if args.device == "cuda" else args.paper_net_cpu_patch)
     gpu = ["trainer=gpu"] if args.device == "cuda" else ["trainer=cpu"]
     overrides = NETS[net] + gpu + data_overrides(data, folders) + [
         "logger=csv", f"data.batch_size={args.batch}", f"data.patch_size={patch}",
-        f"trainer.max_steps={args.warmup + args.steps}", "+trainer.limit_val_batches=0",
+        f"trainer.max_steps={args.warmup + args.windows * args.steps}", "+trainer.limit_val_batches=0",
         "trainer.max_time=null", "+trainer.enable_model_summary=false", *extra,
     ]
     return compose_config("train", overrides, run_dir)
@@ -173,40 +146,6 @@ def peak_memory_mb(device: torch.device) -> float | None:
     except OSError:
         pass
     return None
-
-
-def raw_loop(model, batch: dict, cfg, device, warmup: int, steps: int) -> float:
-    """Batches/s of the hand-written loop on the approach's net (same instance)."""
-    net = model.net
-    opt = instantiate(cfg.approach.optimizer)(params=[p for p in net.parameters() if p.requires_grad])
-    sched_cfg = cfg.approach.get("scheduler")
-    sched = instantiate(sched_cfg)(optimizer=opt) if sched_cfg else None
-    names = list(cfg.loss.terms)
-    loss_fn = {"mse": F.mse_loss, "l1": F.l1_loss}.get(names[0]) if len(names) == 1 else None
-    loss_fn = loss_fn or (lambda sr, hr: model.loss(sr, hr)[0])
-    bf16 = "bf16" in str(cfg.trainer.precision)
-    lr, hr = batch["lr"], batch["hr"]
-    net.train()
-
-    def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(net(lr), hr)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-
-    for _ in range(warmup):
-        step()
-    sync(device)
-    stamps = [time.perf_counter()]
-    for _ in range(steps):
-        step()
-        stamps.append(time.perf_counter())
-    sync(device)
-    stamps[-1] = time.perf_counter()
-    return rate(stamps, device)
 
 
 def on_device(datamodule, batch: dict, device) -> dict:
@@ -241,37 +180,35 @@ def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=())
                                      "loader_batches": max(4, args.loader_batches // 5)})
     run_dir = work / "".join(c if c.isalnum() else "_" for c in name)
     cfg = compose(net, data, args, folders, run_dir, extra)
-    timer = StepTimer(args.warmup, args.steps)
-    datamodule, model, trainer, _ = build(cfg, extra_callbacks=(timer,))
-    # The raw loop runs just before and just after srlab, on the same net and one batch made
-    # by srlab's own data path; their mean cancels a drift of the machine's speed.
+    datamodule, model, trainer, _ = build(cfg)
+    # ABAB (scripts/bench_abab.py): srlab windows inside one fit, a raw window after each
     model.to(device)
-    batch = device_batch(datamodule, device)
+    datamodule.setup("fit")
+    raw = RawLoop(model, datamodule, next(iter(datamodule.train_dataloader())), cfg, device)
     reset_peak_memory(device)
-    raw_before = raw_loop(model, batch, cfg, device, args.warmup, args.steps)
+    raw.run(args.warmup)  # the raw path's warm-up (clocks, cuDNN autotuning) before anything is timed
     raw_peak = peak_memory_mb(device)
+    timer = Alternate(raw, args.warmup, args.steps, args.windows)
+    trainer.callbacks.append(timer)
     reset_peak_memory(device)
     trainer.fit(model, datamodule=datamodule)
-    srlab = rate(timer.stamps, device)
     srlab_peak = peak_memory_mb(device)
-    del trainer  # its loader workers go before the raw loop runs again
+    del trainer  # its loader workers go before the loader row
     gc.collect()
-    model.to(device)
-    raw = (raw_before + raw_loop(model, batch, cfg, device, args.warmup, args.steps)) / 2
-    rows = [{"name": name, "srlab_batches_per_s": round(srlab, 3), "raw_batches_per_s": round(raw, 3),
-             "ratio": round(srlab / raw, 3), "srlab_peak_mb": srlab_peak, "raw_peak_mb": raw_peak,
+    rows = [{"name": name, **timer.summary(), "srlab_peak_mb": srlab_peak, "raw_peak_mb": raw_peak,
              "params_m": round(sum(p.numel() for p in model.net.parameters()) / 1e6, 3),
              "steps": args.steps, "batch": args.batch, "patch": int(cfg.data.patch_size),
              "precision": str(cfg.trainer.precision), "workers": datamodule._workers(),
-             "overrides": " ".join(extra)}]
+             "ema": bool(raw.ema is not None), "lr_on_device": raw.on_device, "overrides": " ".join(extra)}]
     if args.loader and not extra:
         data_rate = loader_rate(datamodule, device, args.loader_batches)
+        raw_rate = rows[0]["raw_batches_per_s"]
         rows.append({"name": f"loader {net}/{data}", "srlab_batches_per_s": round(data_rate, 3),
-                     "raw_batches_per_s": round(raw, 3), "ratio": round(data_rate / raw, 3),
+                     "raw_batches_per_s": raw_rate, "ratio": round(data_rate / raw_rate, 3),
                      "patches_per_s": round(data_rate * args.batch, 1),
-                     "net_patches_per_s": round(raw * args.batch, 1),
+                     "net_patches_per_s": round(raw_rate * args.batch, 1),
                      "workers": datamodule._workers()})
-    del model, datamodule, batch
+    del model, datamodule, raw
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -297,6 +234,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if gpu else "cpu", choices=["cpu", "cuda"])
     default_rows = "unet/samples,unet/folder,unet/store,edsr/samples,edsr/folder,edsr/store"
     default_rows += ",span/samples,compact/samples"  # spandrel's efficient nets; CPU: at --paper-net-cpu-patch
+    default_rows += ",diffusion/samples"  # ResShift's training step (experiment=diffusion)
     if gpu:  # the papers' nets and HAT-S: seconds to minutes per step on a CPU, so only on a GPU
         default_rows += ",hat_s/samples,rrdbnet/store,rcan/store,swinir/store,swinir_light/store"
     p.add_argument("--rows", default=default_rows,
@@ -311,8 +249,10 @@ def main() -> None:
                    help="HR px (192 = EDSR's 48 px LR at x4); smaller on CPU to fit 10 minutes")
     p.add_argument("--paper-net-cpu-patch", type=int, default=64,
                    help="HR px for rrdbnet/rcan/swinir/swinir_light on the CPU (GPU: the papers' patches)")
-    p.add_argument("--warmup", type=int, default=30 if gpu else 3)
-    p.add_argument("--steps", type=int, default=200 if gpu else 15)
+    p.add_argument("--warmup", type=int, default=60 if gpu else 3,
+                   help="steps before timing (GPU: clocks and cuDNN autotuning settle)")
+    p.add_argument("--steps", type=int, default=50 if gpu else 5, help="steps per timed window")
+    p.add_argument("--windows", type=int, default=5, help="srlab and raw windows each, alternating (ABAB...)")
     p.add_argument("--images", type=int, default=40 if gpu else 8, help="large images in the folder")
     p.add_argument("--loader", type=int, default=1, help="also time the data path alone (0: no)")
     p.add_argument("--loader-batches", type=int, default=100 if gpu else 10)

@@ -12,7 +12,7 @@ import torch
 from tests.conftest import write_images
 from PIL import Image
 
-from srlab.data.datasets import ImageStore, TrainPatches, ValImages
+from srlab.data.datasets import ImageStore, ValImages
 from srlab.data.degrade import BicubicDegradation, Crapify
 from srlab.data.images import read_image, save_image
 from srlab.data.pairs import match_pairs

@@ -25,9 +25,14 @@ from srlab.training.nonfinite import NonFiniteGuard
 
 
 class SRApproach(pl.LightningModule):
+    trains_denoiser = False  # approach=diffusion: the net is a denoiser sampled step by step
+
     def __init__(self, net: nn.Module, loss: LossMix, scale: int = 4, ema: Mapping | None = None,
                  max_nonfinite_skips: int | None = 5):
         super().__init__()
+        if getattr(net, "stepwise", False) and not self.trains_denoiser:
+            raise SrlabError(f"net={type(net).__name__} is a diffusion denoiser: train it with approach=diffusion "
+                             "(experiment=diffusion)")
         self.net = net
         self.loss = loss
         self.scale = int(scale)
@@ -54,7 +59,7 @@ class SRApproach(pl.LightningModule):
         return self.eval_net(lr)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.ema is not None:
+        if self.ema is not None and getattr(self, "graphed", None) is None:  # a graphed step updates it itself
             self.ema.update(self.net)
 
     def train_logs_due(self) -> bool:

@@ -257,6 +257,7 @@ RANGES = (
     _rule("seed", lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     _rule("speed.channels_last", lambda v: v in (True, False, "gpu"), "true, false or gpu"),
     _rule("speed.compile", lambda v: v in (True, False, "gpu"), "true, false or gpu"),
+    _rule("speed.cuda_graph", lambda v: v in (True, False, "gpu"), "true, false or gpu"),
     _rule("loss.terms.*weight", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
 )
 

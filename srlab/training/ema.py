@@ -32,17 +32,24 @@ class EMA(nn.Module):
         return min(self.decay, (1.0 + updates) / (10.0 + updates))
 
     @torch.no_grad()
-    def update(self, net: nn.Module) -> None:
-        """Fold `net`'s current weights in; the first update copies them (init_from included)."""
+    def update(self, net: nn.Module, weight: torch.Tensor | None = None) -> None:
+        """Fold `net`'s current weights in; the first update copies them (init_from included).
+
+        `weight` (a 0-d device tensor holding 1 - decay): the update inside a captured CUDA
+        graph (srlab/training/cuda_graph.py), whose caller fills it and counts the update.
+        """
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in net.parameters()]
-        if self.updates == 0:
+        if weight is not None:  # ema += weight * (p - ema), no Python float baked into a graph
+            torch._foreach_add_(ema_params, torch._foreach_mul(torch._foreach_sub(params, ema_params), weight))
+        elif self.updates == 0:
             torch._foreach_copy_(ema_params, params)
         else:
             torch._foreach_lerp_(ema_params, params, 1.0 - self.decay_at(self.updates))
         for mine, theirs in zip(self.module.buffers(), net.buffers()):
             mine.copy_(theirs)  # running statistics, constants: the net's own
-        self.updates += 1
+        if weight is None:
+            self.updates += 1
 
     def get_extra_state(self) -> dict:
         return {"updates": self.updates, "decay": self.decay}

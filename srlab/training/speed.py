@@ -9,14 +9,20 @@ without it, and a switch is on by default only where it won (benchmarks/RESULTS.
   modules, approaches and losses need not know.
 - compile: `nn.Module.compile()` compiles the net in place, so its state_dict keys (and
   checkpoints, srlab-eval, srlab-upscale) are unchanged; the first steps pay the compile time.
+- cuda_graph: the regression approach's whole training step captured once and replayed as one
+  CUDA graph (srlab/training/cuda_graph.py); other approaches, DDP and the CPU run eager.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 from torch import nn
 
 from srlab.errors import SrlabError
+
+log = logging.getLogger(__name__)
 
 
 def _to_channels_last(module: nn.Module, args: tuple, kwargs: dict):
@@ -58,5 +64,15 @@ def apply_speed_config(model: nn.Module, speed_cfg, trainer_cfg) -> None:
     on_gpu = trains_on_gpu(trainer_cfg)
     channels_last = resolve(speed_cfg.get("channels_last", False), on_gpu)
     apply_speed_switches(model.net, channels_last, resolve(speed_cfg.get("compile", False), on_gpu))
+    if resolve(speed_cfg.get("cuda_graph", False), on_gpu):
+        from srlab.training.cuda_graph import why_eager
+
+        reason = why_eager(model, trainer_cfg, on_gpu)
+        if reason and not reason.startswith("no CUDA"):
+            log.info("speed.cuda_graph: runs eager: %s", reason)
+        elif hasattr(model, "use_graphed_step"):
+            if reason:
+                log.info("speed.cuda_graph: %s", reason)
+            model.use_graphed_step(capture=reason is None)
     if getattr(model, "ema", None) is not None:
         apply_speed_switches(model.ema.module, channels_last, False)
