@@ -188,7 +188,10 @@ def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=())
     reset_peak_memory(device)
     raw.run(args.warmup)  # the raw path's warm-up (clocks, cuDNN autotuning) before anything is timed
     raw_peak = peak_memory_mb(device)
-    timer = Alternate(raw, args.warmup, args.steps, args.windows)
+    graph_raw = None  # speed.cuda_graph rows: also a hand-written loop replaying its captured step
+    if device.type == "cuda" and "speed.cuda_graph=true" in extra:
+        graph_raw = RawLoop(model, datamodule, next(iter(datamodule.train_dataloader())), cfg, device)
+    timer = Alternate(raw, args.warmup, args.steps, args.windows, graph_raw)
     trainer.callbacks.append(timer)
     reset_peak_memory(device)
     trainer.fit(model, datamodule=datamodule)
@@ -217,11 +220,12 @@ def run_row(name: str, net: str, data: str, args, folders, work: Path, extra=())
 
 def print_table(result: dict) -> None:
     print(f"\ndevice: {result['device']}  torch {result['torch']}")
-    print(f"{'row':<44} {'srlab b/s':>10} {'raw b/s':>10} {'ratio':>7} {'srlab MB':>9} {'raw MB':>9}")
+    print(f"{'row':<44} {'srlab b/s':>10} {'raw b/s':>10} {'ratio':>7} {'srlab MB':>9} {'raw MB':>9}  min-max")
     for r in result["rows"]:
         mb = "".join(f" {r[k]:>9.0f}" if r.get(k) is not None else f" {'-':>9}"
                      for k in ("srlab_peak_mb", "raw_peak_mb"))
         extra = f"  {r['ms_per_batch']:.1f} ms/batch" if "ms_per_batch" in r else ""
+        extra += f"  {r['ratio_min']:.3f}-{r['ratio_max']:.3f} ({r['windows']} windows)" if "ratio_min" in r else ""
         print(f"{r['name']:<44} {r['srlab_batches_per_s']:>10.2f} {r.get('raw_batches_per_s', float('nan')):>10.2f}"
               f" {r.get('ratio', float('nan')):>7.3f}{mb}{extra}")
     for k, v in result.get("notes", {}).items():

@@ -74,12 +74,13 @@ class RawLoop:
         t = torch.randint(net.steps, (hr.shape[0],), device=hr.device)
         return (net.predict_x0(net.q_sample(x0, y0, t, torch.randn_like(x0)), y0, t) + 1) / 2
 
-    def step(self) -> None:
+    def step(self, zero_grad: bool = True) -> None:
         hr = self.hr.float().div_(255) if self.hr.dtype == torch.uint8 else self.hr
         lr = self.degrade(hr) if self.on_device else self.lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss = self.loss_fn(self.predict(lr, hr), hr)
-        self.opt.zero_grad(set_to_none=True)
+        if zero_grad:  # a captured step's grads are written, not accumulated
+            self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         if self.sched is not None:
@@ -88,13 +89,35 @@ class RawLoop:
             with torch.no_grad():
                 torch._foreach_lerp_(self.ema, [p.detach() for p in self.net.parameters()], 1.0 - self.ema_decay)
 
-    def run(self, steps: int) -> float:
-        """One timed window of `steps` steps -> batches/s."""
+    def captured(self):
+        """The same step captured once as a CUDA graph (PyTorch's whole-network recipe: 3 eager
+        steps on a side stream, then the capture); -> a function that replays it. Needs a
+        capturable optimizer and a step without host-side draws (bicubic, not crapify)."""
+        if getattr(self, "graph", None) is None:
+            for group in self.opt.param_groups:
+                group["capturable"] = True
+                group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
+            self.sched = None  # a constant lr inside the graph: the timing is the same
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self.step()
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            self.opt.zero_grad(set_to_none=True)
+            with torch.cuda.graph(self.graph):
+                self.step(zero_grad=False)
+        return self.graph.replay
+
+    def run(self, steps: int, graph: bool = False) -> float:
+        """One timed window of `steps` steps -> batches/s (`graph`: replays of the captured step)."""
         self.net.train()
+        step = self.captured() if graph else self.step
         sync(self.device)
         stamps = [time.perf_counter()]
         for _ in range(steps):
-            self.step()
+            step()
             stamps.append(time.perf_counter())
         sync(self.device)
         stamps[-1] = time.perf_counter()
@@ -105,10 +128,12 @@ class Alternate(pl.Callback):
     """Inside srlab's fit: after `warmup` steps, time `windows` srlab windows of `steps` steps,
     each followed by one raw window (`raw.run`) while Lightning waits between two steps."""
 
-    def __init__(self, raw: RawLoop, warmup: int, steps: int, windows: int):
+    def __init__(self, raw: RawLoop, warmup: int, steps: int, windows: int, graph_raw: RawLoop | None = None):
         self.raw, self.warmup, self.steps, self.windows = raw, warmup, steps, windows
+        self.graph_raw = graph_raw  # its own optimizer, its step captured as a CUDA graph: A B C A B C
         self.srlab: list[float] = []
         self.raw_rates: list[float] = []
+        self.graph_rates: list[float] = []
         self.stamps: list[float] = []
 
     @property
@@ -126,6 +151,8 @@ class Alternate(pl.Callback):
             self.stamps[-1] = time.perf_counter()
             self.srlab.append(window_rate(self.stamps, pl_module.device))
             self.raw_rates.append(self.raw.run(self.steps))
+            if self.graph_raw is not None:
+                self.graph_rates.append(self.graph_raw.run(self.steps, graph=True))
             sync(pl_module.device)
             self.stamps = [time.perf_counter()]  # the next srlab window starts after the raw one
 
@@ -134,4 +161,7 @@ class Alternate(pl.Callback):
         return {"srlab_batches_per_s": round(float(np.median(self.srlab)), 3),
                 "raw_batches_per_s": round(float(np.median(self.raw_rates)), 3),
                 "ratio": round(float(np.median(ratios)), 3),
-                "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3), "windows": len(ratios)}
+                "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3), "windows": len(ratios),
+                **({"raw_graph_batches_per_s": round(float(np.median(self.graph_rates)), 3),
+                    "ratio_to_raw_graph": round(float(np.median([s / g for s, g in zip(self.srlab, self.graph_rates)])), 3)}
+                   if self.graph_rates else {})}

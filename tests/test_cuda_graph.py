@@ -39,7 +39,8 @@ def test_approaches_that_cannot_be_captured_run_eager_with_one_line(make_cfg, ca
     from srlab.cli.train import build
 
     with caplog.at_level(logging.INFO):
-        _, model, _, _ = build(make_cfg(["approach=vae", "net=cvae_unet", "speed.cuda_graph=true"], fast=False))
+        _, model, _, _ = build(make_cfg(["approach=vae", "net=cvae_unet", "speed.cuda_graph=true", "logger=none"],
+                                         fast=False))
     assert model.graphed is None and model.automatic_optimization
     assert any("speed.cuda_graph: runs eager" in r.getMessage() for r in caplog.records)
 

@@ -15,8 +15,9 @@ from srlab.inference.onnx_export import check_onnx
 
 ort = pytest.importorskip("onnxruntime")
 # srlab's own nets; spandrel's architectures have their own ONNX table (test_spandrel_onnx.py)
+# (resshift_unet samples in steps with noise: export refuses it, tests/test_diffusion.py)
 NETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "net").glob("*.yaml")
-              if "srlab.nets.spandrel_arch" not in p.read_text())
+              if "srlab.nets.spandrel_arch" not in p.read_text() and p.stem != "resshift_unet")
 SMALL = {"channels": 8, "n_blocks": 2, "depth": 2, "mid_channels": 8,  # only keys a net's config has
          "n_groups": 1, "reduction": 4, "growth": 4, "embed_dim": 12, "depths": [2], "heads": [2],
          "upsample_channels": 8}

@@ -148,17 +148,16 @@ def test_a_run_that_ends_between_validations_leaves_its_final_state(make_cfg, tm
 def test_a_quick_try_of_the_default_recipe_leaves_a_checkpoint_to_upscale_with(tmp_path):
     """Issue 22, as a new user meets it: `srlab-train trainer.max_steps=20` (the default recipe
     validates every 600 steps) then `srlab-upscale ckpt_path=<run>/checkpoints/best.ckpt`."""
-    run_dir = tmp_path / "run"
-    res = subprocess.run([sys.executable, "-m", "srlab.cli.train", "trainer.max_steps=20", "logger=csv",
-                          "data.batch_size=4", f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    from srlab.cli.upscale import upscale
+
+    run_dir = tmp_path / "run"  # in-process: the CLIs' own functions on the default recipe
+    train(compose_cfg("train", ["trainer.max_steps=20", "logger=csv", "data.batch_size=4"], run_dir))
     best = run_dir / "checkpoints" / "best.ckpt"
     assert torch.load(best, map_location="cpu", weights_only=False)["global_step"] == 20
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     write_images(tmp_path / "in", 1, size=(24, 20))
-    res = subprocess.run([sys.executable, "-m", "srlab.cli.upscale", f"ckpt_path={best}", f"input={tmp_path / 'in'}",
-                          f"output={tmp_path / 'out'}"], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    upscale(compose_cfg("upscale", [f"ckpt_path={best}", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+                                    "progress=false"], tmp_path / "up_run"))
     from PIL import Image
 
     assert Image.open(tmp_path / "out" / "img00.png").size == (80, 96)

@@ -87,6 +87,9 @@ def export_onnx_graph(net: nn.Module, path: Path, opset: int = 17,
     that write the batch into their reshapes)."""
     _require("onnx")
     arch_id = getattr(net, "arch_id", None)
+    if getattr(net, "stepwise", False):
+        raise SrlabError(f"{type(net).__name__} samples in several denoising steps with fresh noise: an ONNX graph "
+                         "of one forward would not be it; export format=srlab and sample with srlab-upscale")
     if arch_id in NOT_EXPORTABLE:
         raise SrlabError(f"{arch_id} cannot be exported to ONNX: {NOT_EXPORTABLE[arch_id]}; "
                          "use format=safetensors (spandrel, chaiNNer) or format=srlab")

@@ -44,6 +44,8 @@ def why_eager(approach, trainer_cfg, on_gpu: bool) -> str | None:
     devices, nodes = trainer_cfg.get("devices", 1), int(trainer_cfg.get("num_nodes", 1) or 1)
     if "ddp" in strategy or nodes > 1 or (isinstance(devices, int) and devices > 1) or devices == -1:
         return "under DDP the gradient all-reduce runs outside the graph"
+    if str(trainer_cfg.get("precision", "")).startswith("16"):
+        return "fp16's gradient scaler steps outside a graph (bf16 and fp32 capture)"
     if trainer_cfg.get("gradient_clip_val") or int(trainer_cfg.get("accumulate_grad_batches", 1) or 1) > 1:
         return "gradient clipping and accumulation are Lightning's automatic optimization"
     if not on_gpu:
@@ -97,7 +99,11 @@ class GraphedStep:
             g["lr"] = t
         optimizer.zero_grad(set_to_none=True)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # Lightning's bf16 autocast caches casts across calls, which a graph must not (PyTorch's docs)
+        autocast = torch.is_autocast_enabled("cuda")
+        dtype = torch.get_autocast_dtype("cuda") if autocast else torch.float32
+        torch.clear_autocast_cache()
+        with torch.cuda.graph(self.graph), torch.autocast("cuda", dtype, enabled=autocast, cache_enabled=False):
             self._captured_body(optimizer)
         for g, value in zip(groups, floats):
             g["lr"] = value
