@@ -120,6 +120,7 @@ def test_val_history_keeps_new_keys_and_skips_sanity_checks(tmp_path):
     assert [(r["step"], r["val/psnr_y"], r["val/new"]) for r in rows] == [("2", "22.0", ""), ("4", "24.0", "1.0")]
 
 
+@pytest.mark.slow  # a CLI start: 10-12 s of make test's 6 minutes
 def test_a_user_error_is_kept_in_the_run_log(tmp_path):
     """The CLI prints the error line to the terminal; the run's log gets it too: status failed.
     (A bad config value stops before the run exists and leaves no directory: test_schema.py.)"""

@@ -101,6 +101,7 @@ def run_cli(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "srlab.cli.train", *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # a CLI start (10 s); test_schema.py keeps a bad value's one line through the CLI in make test
 def test_cli_bad_scale_prints_one_line_and_exits_nonzero(tmp_path):
     res = run_cli("scale=5", "logger=none", f"hydra.run.dir={tmp_path}")
     assert res.returncode == 1

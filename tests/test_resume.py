@@ -24,6 +24,8 @@ class CrashAt(pl.Callback):
 CASES = [  # two in the fast suite; the others (~3 s each on a quiet machine) in make test-full
     pytest.param(["approach.ema.decay=0.9"], id="unet-ema-cosine"),
     pytest.param(["data.num_workers=1", "degradation=crapify", "data.degrade_on=loader"], id="loader-workers"),
+    # speed.cuda_graph's step (manual optimization; eager on the CPU) resumes exactly too (issue 23)
+    pytest.param(["approach.ema.decay=0.9", "speed.cuda_graph=true"], id="graphed-step"),
     pytest.param(["degradation=crapify"], id="crapify-on-device", marks=pytest.mark.slow),
     pytest.param(["degradation=crapify", "data.degrade_on=loader"], id="crapify-in-loader", marks=pytest.mark.slow),
     pytest.param(["experiment=vae", "net.channels=8", "net.depth=2", "net.space_to_depth=1"], id="vae",
