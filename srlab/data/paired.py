@@ -28,6 +28,7 @@ from srlab.data.degrade import NoDegradation
 from srlab.data.images import image_size, read_image
 from srlab.data.pairs import fitted_hr_size, match_pairs, misfit
 from srlab.data.prepared import load_image, to_float
+from srlab.data.sources import hashed_split
 from srlab.errors import SrlabError
 
 log = logging.getLogger(__name__)
@@ -234,8 +235,6 @@ class PairedDataModule(SRDataModule):
         return PreparedPairs(hr_dir, open_store(hr_dir), self.scale)
 
     def _stores(self):
-        from srlab.data.sources import hashed_split
-
         train = self._pairs(self.train_dir, self.train_lr_dir, "data.train_dir")
         if self.val_dir is not None:
             return train, self._pairs(self.val_dir, self.val_lr_dir, "data.val_dir")

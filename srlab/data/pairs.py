@@ -110,8 +110,8 @@ def fitted_hr_size(hr_size: tuple[int, int], lr_size: tuple[int, int], scale: in
     return None
 
 
-def misfit(name: str, hr_size, lr_size, scale: int, modcrop: bool) -> str:
-    """Why a pair is skipped, in one line."""
-    hint = "" if modcrop else " (data.modcrop=true crops an HR up to scale-1 px larger)"
+def misfit(name: str, hr_size, lr_size, scale: int, modcrop: bool, option: str = "data.modcrop") -> str:
+    """Why a pair is skipped, in one line; `option` names the switch that would crop it."""
+    hint = "" if modcrop else f" ({option}=true crops an HR up to scale-1 px larger)"
     return (f"pair {name}: HR {hr_size[1]}x{hr_size[0]} is not {scale} x LR {lr_size[1]}x{lr_size[0]}"
             f"{hint}")

@@ -202,8 +202,8 @@ def _decode_pair(name: str, hr_path: Path, lr_path: Path, scale: int, modcrop: b
     (hr, hr_gray), (lr, lr_gray) = read_image(hr_path), read_image(lr_path)
     fit = fitted_hr_size(tuple(hr.shape[-2:]), tuple(lr.shape[-2:]), scale, modcrop)
     if fit is None:
-        log.warning("skipped %s", misfit(f"{hr_path} with {lr_path}", hr.shape[-2:], lr.shape[-2:], scale, modcrop)
-                    .replace("data.modcrop", "modcrop"))
+        log.warning("skipped %s", misfit(f"{hr_path} with {lr_path}", hr.shape[-2:], lr.shape[-2:], scale, modcrop,
+                                         option="modcrop"))
         return None
     return hr[:, :fit[0], :fit[1]].contiguous(), lr, hr_gray and lr_gray
 
