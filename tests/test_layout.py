@@ -19,7 +19,7 @@ ALLOWED = {
     "nets": {"ops"},
     "data": {"ops"},
     "losses": {"config", "ops"},
-    "config": {"runs"},
+    "config": {"runs", "ops"},
     "runs": set(),
     "ops": set(),
 }

@@ -102,10 +102,10 @@ def test_bad_model_files_are_one_line(tmp_path):
 
 def srlab_checkpoint(net_cfg: dict, tmp_path, scale: int = 4):
     tmp_path.mkdir(parents=True, exist_ok=True)
-    from srlab.inference.checkpoint import instantiate
+    from srlab.inference.file_configs import NETS, build
 
     torch.manual_seed(0)
-    net = instantiate(net_cfg)
+    net = build(net_cfg, NETS, "test")
     path = tmp_path / "best.ckpt"
     torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
                 "srlab_config": {"scale": scale, "net": net_cfg}}, path)

@@ -63,6 +63,25 @@ def user_errors() -> Iterator[None]:
         sys.exit(1)
 
 
+def check_parsable(overrides: list[str]) -> None:
+    """One line for a value Hydra's grammar cannot parse (a path with spaces or parentheses),
+    saying how to quote it, instead of Hydra's multi-line OverrideParseException."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as e:
+            key, _, value = override.partition("=")
+            reason = str(e).splitlines()[0] if str(e) else "a syntax error"
+            quoted = value.replace("'", "\\'")
+            print(f"error: cannot parse {override!r} ({reason}): quote the value for Hydra, e.g. "
+                  f"\"{key}='{quoted}'\" (the outer quotes are for your shell)", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+
 def check_overrides(config_name: str, argv: list[str]) -> None:
     """One line for an override of a key the config does not have (`net.chanels=16`).
 
@@ -81,6 +100,7 @@ def check_overrides(config_name: str, argv: list[str]) -> None:
     if any(a.startswith("-") for a in argv):
         return
     overrides = [a for a in argv if "=" in a]
+    check_parsable(overrides)
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
         try:
             compose(config_name, overrides=overrides)

@@ -134,6 +134,10 @@ def eval_degradation(name: str | None, scale: int, train_config: dict | None):
         raise SrlabError("eval.degradation: this checkpoint trained on given LR files (degradation=none); "
                          "measure it on given LR with eval.lr_dirs=[...], or name a degradation")
     # a training-only pair pool and sharpened targets mean nothing for one image at a time
+    if name == "train":  # the checkpoint's config is a stranger's: srlab's own degradations only
+        from srlab.inference.file_configs import DEGRADATIONS, build
+
+        return build(dict(node), DEGRADATIONS, "the checkpoint", role="degradation", scale=scale)
     return instantiate(OmegaConf.merge(node, {"scale": scale}))
 
 

@@ -30,6 +30,7 @@ from srlab.cli.entry import user_errors
 from srlab.config.compose import CONFIG_DIR
 from srlab.errors import SrlabError
 from srlab.inference.checkpoint import EXPORT_FORMAT, load_net
+from srlab.ops.files import atomic_path
 
 
 FORMATS = ("srlab", "onnx", "safetensors", "pth")
@@ -48,13 +49,13 @@ def export_interchange(net, scale: int, out: Path, format: str, net_config: dict
     from srlab.inference.interchange import interchange_state_dict
 
     state_dict, descriptor, dropped = interchange_state_dict(net, scale, net_config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if format == "safetensors":
-        from safetensors.torch import save_file
+    with atomic_path(out) as tmp:  # never through a symlink at `out`, never a half file
+        if format == "safetensors":
+            from safetensors.torch import save_file
 
-        save_file(state_dict, str(out))
-    else:
-        torch.save(state_dict, out)
+            save_file(state_dict, str(tmp))
+        else:
+            torch.save(state_dict, tmp)
     left_out = f", {len(dropped)} constant buffers left out (spandrel rebuilds them)" if dropped else ""
     print(f"spandrel reads it as {descriptor.architecture.name} x{descriptor.scale}, output equal to srlab's "
           f"within 1e-5{left_out}")
@@ -73,7 +74,8 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
     if format == "onnx":
         from srlab.inference.onnx_export import export_onnx_graph, parse_size
 
-        diff, graph = export_onnx_graph(net, out, size=parse_size(size))
+        with atomic_path(out) as tmp:
+            diff, graph = export_onnx_graph(net, tmp, size=parse_size(size))
         print(f"{graph}; onnxruntime vs PyTorch on a random image: max abs difference {diff:.2g}")
         return [out]
     if format in ("safetensors", "pth"):
@@ -82,8 +84,8 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
     state_dict = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     payload = {"format": EXPORT_FORMAT, "net_config": info["net_config"], "scale": info["scale"],
                "state_dict": state_dict}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, out)
+    with atomic_path(out) as tmp:
+        torch.save(payload, tmp)
     written = [out]
     if safetensors in (True, "auto", "true"):
         try:
@@ -96,7 +98,8 @@ def export(ckpt_path: str | Path, output: str | Path | None = None, trust_checkp
             # .srlab.safetensors: srlab's config in its metadata; format=safetensors is the bare file
             twin = out.with_name(f"{out.name.removesuffix('.pt').removesuffix('.srlab')}.srlab.safetensors")
             meta = {"format": EXPORT_FORMAT, "net_config": json.dumps(info["net_config"]), "scale": str(info["scale"])}
-            save_file(state_dict, str(twin), metadata=meta)
+            with atomic_path(twin) as tmp:
+                save_file(state_dict, str(tmp), metadata=meta)
             written.append(twin)
     return written
 

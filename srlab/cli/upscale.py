@@ -35,7 +35,9 @@ noise field for the whole image, and samples=1 is the draw of `seed`
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +73,7 @@ from srlab.inference.tile_size import (
     min_tile,
 )
 from srlab.inference.tiling import bands_to_host, tile_bands
+from srlab.ops.files import atomic_path
 from srlab.ops.imresize import imresize
 
 log = logging.getLogger(__name__)
@@ -146,9 +149,11 @@ def write_png16(arr: np.ndarray, path: Path, level: int = 6) -> None:
 
 def upscale_file(net: nn.Module, loaded: tuple, dst: Path, scale: int, tile: int, overlap: int,
                  device: torch.device, dtype: torch.dtype, tile_batch: int = 1, png_level: int = 1,
-                 progress: bool = False, timer: StageTimer | None = None, auto_height: bool = False) -> None:
+                 progress: bool = False, timer: StageTimer | None = None, auto_height: bool = False,
+                 root: Path | None = None) -> None:
     """One image (as `read_input` returns it) -> `dst`, streamed band by band; the net is on `device`.
-    auto_height: lower the tile height for wide images (`auto_tile_height`), when the tile was automatic."""
+    auto_height: lower the tile height for wide images (`auto_tile_height`), when the tile was automatic.
+    root: the output folder; no folder below it on the way to `dst` may be a symlink."""
     image, gray, alpha, bits = loaded
     x, model = (image[:1], GrayNet(net)) if gray else (image, net)
     if alpha is not None:
@@ -157,17 +162,19 @@ def upscale_file(net: nn.Module, loaded: tuple, dst: Path, scale: int, tile: int
     tile_height = tile
     if auto_height:
         tile_height = auto_tile_height(w, scale, x.shape[0], tile, overlap, lr_alignment(model, scale))
-    writer = BackgroundWriter(open_stream(dst, w * scale, h * scale, x.shape[0], bits, png_level), timer)
-    try:
-        bands = tile_bands(model, x[None], scale, tile, overlap, device, dtype, tile_batch,
-                           torch.uint16 if bits == 16 else torch.uint8, True, timer, progress, tile_height)
-        for _, band in bands_to_host(bands, timer):
-            writer.write(band.numpy())
-    except BaseException:
-        writer.abort()
-        dst.unlink(missing_ok=True)  # no half-written file that looks like a result
-        raise
-    writer.close()
+    # written under a temporary name and renamed into place: an interrupted run leaves no half file
+    # under the output's name, and a symlink standing there is replaced, never written through
+    with atomic_path(dst, root) as tmp:
+        writer = BackgroundWriter(open_stream(tmp, w * scale, h * scale, x.shape[0], bits, png_level, dst.suffix), timer)
+        try:
+            bands = tile_bands(model, x[None], scale, tile, overlap, device, dtype, tile_batch,
+                               torch.uint16 if bits == 16 else torch.uint8, True, timer, progress, tile_height)
+            for _, band in bands_to_host(bands, timer):
+                writer.write(band.numpy())
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
 
 
 def plan(input: str, output: str | None, scale: int, format: str = "png") -> tuple[list[tuple[Path, Path]], Path]:
@@ -184,6 +191,9 @@ def plan(input: str, output: str | None, scale: int, format: str = "png") -> tup
         raise SrlabError(f"input {src} not found: pass input=<image file or folder of images>")
     if src.is_dir():
         out_dir = Path(output).expanduser() if output else src.with_name(f"{src.name}_x{scale}")
+        if output is None and out_dir.is_symlink():  # a name srlab chose: a link there is not the user's
+            raise SrlabError(f"{out_dir} is a symlink: srlab writes no output through a symlink; "
+                             "remove it or pass output=<folder>")
         if out_dir.resolve() == src.resolve():
             raise SrlabError(f"output={out_dir} is the input folder: choose another output folder")
         files = [p for p in list_images(src, what="input")
@@ -193,6 +203,9 @@ def plan(input: str, output: str | None, scale: int, format: str = "png") -> tup
         pairs = [(p, out_dir / p.relative_to(src).with_suffix(suffix)) for p in files]
         target = out_dir
     else:
+        if not src.is_file():
+            raise SrlabError(f"input {src} is not a regular file (a FIFO, socket or device): pass an image file "
+                             "or a folder")
         if src.suffix.lower() not in IMAGE_EXTENSIONS:
             raise SrlabError(f"input {src} is not an image file ({' '.join(IMAGE_EXTENSIONS)})")
         if output is None:
@@ -230,10 +243,27 @@ def pick_device(name: str, half: bool, precision: str = "fp16") -> tuple[torch.d
     return device, (torch.bfloat16 if precision == "bf16" else torch.float16) if half else torch.float32
 
 
-def _timed_read(path: Path, timer: StageTimer | None):
+def check_output_size(path: Path, scale: int, max_megapixels: float | None) -> None:
+    """One line, before any pixel is decoded, if `path` would upscale to more than the limit
+    (`max_output_megapixels`): a small file can declare a huge image (a 164 KB PNG of 13000^2)."""
+    if not max_megapixels:
+        return
+    try:
+        with Image.open(path) as im:  # reads the header only
+            w, h = im.size
+    except Exception:  # noqa: BLE001 - read_input says it better
+        return
+    out = w * h * scale * scale / 1e6
+    if out > float(max_megapixels):
+        raise SrlabError(f"input {path} is {w}x{h}: x{scale} makes {out:.0f} megapixels, over "
+                         f"max_output_megapixels={max_megapixels:g}; raise it if you mean it, or crop the image")
+
+
+def _timed_read(path: Path, timer: StageTimer | None, scale: int = 1, max_megapixels: float | None = None):
     """read_input, or the SrlabError it raised (so a prefetch thread hands failures over)."""
     start = time.perf_counter()
     try:
+        check_output_size(path, scale, max_megapixels)
         return read_input(path)
     except SrlabError as e:
         return e
@@ -272,11 +302,12 @@ def upscale(cfg: DictConfig) -> list[Path]:
     bar = tqdm(jobs, desc="images", unit="img", disable=not progress or len(jobs) == 1)
     with ThreadPoolExecutor(1) as reader:  # reads image i+1 while image i is upscaled
         timers = [StageTimer(device if profile else None) for _ in jobs]
-        pending = reader.submit(_timed_read, jobs[0][1], timers[0])
+        limit = cfg.get("max_output_megapixels")
+        pending = reader.submit(_timed_read, jobs[0][1], timers[0], scale, limit)
         for i, (job_net, src, dst, job_tile) in enumerate(bar):
             loaded = pending.result()
             if i + 1 < len(jobs):
-                pending = reader.submit(_timed_read, jobs[i + 1][1], timers[i + 1])
+                pending = reader.submit(_timed_read, jobs[i + 1][1], timers[i + 1], scale, limit)
             image_start = time.perf_counter() - timers[i].seconds["read"]
             try:
                 if isinstance(loaded, SrlabError):
@@ -285,7 +316,8 @@ def upscale(cfg: DictConfig) -> list[Path]:
                     side = -(-max(loaded[0].shape[-2:]) // align) * align
                     job_tile = max(side, min_tile(overlap, align))
                 upscale_file(job_net, loaded, dst, scale, int(job_tile), overlap, device, dtype, tile_batch, png_level,
-                             progress and len(jobs) == 1, timers[i], auto_height and job_net is net)
+                             progress and len(jobs) == 1, timers[i], auto_height and job_net is net,
+                             target if target.is_dir() or len(pairs) > 1 else None)
             except SrlabError as e:
                 if len(jobs) == 1:
                     raise
@@ -305,8 +337,19 @@ def upscale(cfg: DictConfig) -> list[Path]:
     return written
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (kill, a job scheduler) unwinds like Ctrl-C, so the file being written is removed
+    rather than left half-written (srlab/ops/files.py)."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="upscale")
 def main(cfg: DictConfig) -> None:
+    _stop_on_sigterm()
     with user_errors():
         upscale(cfg)
 

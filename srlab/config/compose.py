@@ -66,18 +66,26 @@ def check_scale(scale) -> int:
 
 
 def check_resume_checkpoint(path) -> None:
-    """ckpt_path must be a whole checkpoint file. torch.save writes a zip archive whose index
-    sits at its end, so a missing, truncated (killed during a copy) or foreign file is caught
-    here in one line, before anything is built, instead of as a traceback after setup."""
-    import zipfile
+    """ckpt_path must be a whole srlab checkpoint, read as data: a missing, truncated, foreign
+    or code-carrying file (a pickle payload, TorchScript, a zip bomb: srlab/ops/untrusted_files.py),
+    or one whose weights are NaN, is caught here in one line, before anything is built, instead
+    of as a traceback after setup (Lightning then reads it with weights_only=True)."""
+    from srlab.ops.untrusted_files import read_model_file
+    from srlab.ops.weight_checks import check_weights
 
     file = Path(str(path)).expanduser()
-    if not file.is_file():
+    if not file.exists() and not file.is_symlink():
         raise SrlabError(f"ckpt_path={path} does not exist: pass a checkpoint of a run, e.g. "
                          "outputs/train/runs/<run>/checkpoints/last.ckpt")
-    if not zipfile.is_zipfile(file):
-        raise SrlabError(f"ckpt_path={path} is not a readable checkpoint (truncated, or not written "
-                         "by srlab-train): resume from another one, e.g. the run's best.ckpt")
+    try:
+        obj = read_model_file(file, what="ckpt_path")
+    except SrlabError as e:
+        raise SrlabError(f"ckpt_path={path} is not a readable checkpoint: {e}; resume from another one, "
+                         "e.g. the run's best.ckpt") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict) or "loops" not in obj:
+        raise SrlabError(f"ckpt_path={path} is not a training checkpoint of srlab-train (no state_dict and loop "
+                         "state): resume from a run's last.ckpt; to start from weights use approach.init_from")
+    check_weights({k: v for k, v in obj["state_dict"].items() if isinstance(k, str)}, set(), f"ckpt_path={path}")
 
 
 def validate_train_config(cfg: DictConfig) -> None:

@@ -27,6 +27,7 @@ import torch
 from PIL import Image, ImageOps
 
 from srlab.errors import SrlabError
+from srlab.ops.files import atomic_path
 
 _GRAY_8 = {"1", "L"}
 _GRAY_16 = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -139,5 +140,8 @@ def save_image(img: torch.Tensor, path: str | Path, gray: bool = False) -> None:
     path = Path(path)
     if not path.suffix:
         path = path.with_suffix(".png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise SrlabError(f"cannot write {path}: unknown image suffix {path.suffix}; use .png")
+    with atomic_path(path) as tmp:  # never through a symlink standing at `path`, never a half file
+        Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(tmp, format=image_format)

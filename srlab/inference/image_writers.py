@@ -141,9 +141,12 @@ class TiffStream:
         self.file.close()
 
 
-def open_stream(path: Path, width: int, height: int, channels: int, bits: int, png_level: int = 1):
+def open_stream(path: Path, width: int, height: int, channels: int, bits: int, png_level: int = 1,
+                suffix: str | None = None):
+    """A stream writing `path`, in the format of `suffix` (default: `path`'s own; a temporary
+    name has none)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if SUFFIXES.get(path.suffix.lower()) == "tiff":
+    if SUFFIXES.get((suffix or path.suffix).lower()) == "tiff":
         return TiffStream(path, width, height, channels, bits)
     return PngStream(path, width, height, channels, bits, png_level)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from pathlib import Path
 
 import torch
@@ -29,10 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from srlab.errors import SrlabError
+from srlab.ops.untrusted_files import read_model_file
+from srlab.ops.weight_checks import AllocationBudget, check_weights
 
 SCALE_KWARGS = ("upscale", "upscale_factor", "up_scale", "upscaling_factor", "scale")
 MUTATES_INPUT = {"RCAN"}
 BATCHNORM_ON_POOLED = {"DAT"}
+ARCH_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*(\{scale\}[A-Za-z0-9_]*)?)?$")
 
 
 def import_spandrel():
@@ -46,8 +50,12 @@ def import_spandrel():
 
 def arch_class(arch: str) -> type[nn.Module]:
     """"SPAN" -> spandrel.architectures.SPAN.SPAN; "PLKSR.RealPLKSR" -> ...PLKSR.RealPLKSR
-    (RealCUGAN has one class per scale: "RealCUGAN.UpCunet{scale}x", formatted by the caller)."""
+    (RealCUGAN has one class per scale: "RealCUGAN.UpCunet{scale}x", formatted by the caller).
+    Only names of that shape, and only nn.Module classes of spandrel.architectures: `arch` can
+    come from a stranger's checkpoint."""
     import_spandrel()
+    if not isinstance(arch, str) or not ARCH_NAME.match(arch):
+        raise SrlabError(f"net.arch={str(arch)[:60]!r} is not a spandrel architecture name (e.g. SPAN or PLKSR.RealPLKSR)")
     module_name, _, class_name = arch.partition(".")
     try:
         module = importlib.import_module(f"spandrel.architectures.{module_name}")
@@ -55,7 +63,8 @@ def arch_class(arch: str) -> type[nn.Module]:
     except (ImportError, AttributeError):
         raise SrlabError(f"net.arch={arch}: spandrel has no such architecture class "
                          "(use a module of spandrel.architectures, e.g. SPAN or PLKSR.RealPLKSR)") from None
-    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)
+            and cls.__module__.startswith("spandrel.architectures.")):
         raise SrlabError(f"net.arch={arch} is not a torch module class in spandrel")
     return cls
 
@@ -70,6 +79,8 @@ class SpandrelNet(nn.Module):
 
     def __init__(self, arch: str, scale: int = 4, freeze_unused: bool = True, **hyperparameters):
         super().__init__()
+        if not isinstance(arch, str) or not ARCH_NAME.match(arch):
+            arch_class(arch)  # its one line
         arch = arch.format(scale=int(scale))
         cls = arch_class(arch)
         kwargs = dict(hyperparameters)
@@ -188,33 +199,40 @@ class SpandrelNet(nn.Module):
         return out
 
 
-def load_file(path: str | Path) -> SpandrelNet:
+def load_file(path: str | Path, trust_checkpoint: bool = False) -> SpandrelNet:
     """A community model file (.pth, .pt, .ckpt, .safetensors: a bare state dict or the usual
-    `params` / `params_ema` / `state_dict` / `model` wrappers) through spandrel's restricted
-    loader, which never runs pickled code."""
+    `params` / `params_ema` / `state_dict` / `model` wrappers), read as data
+    (srlab/ops/untrusted_files.py: no pickle code, no TorchScript unless trusted, no zip bomb)."""
     spandrel = import_spandrel()
     path = Path(str(path)).expanduser()
-    if not path.is_file():
-        raise SrlabError(f"model file {path} not found")
+    obj = read_model_file(path, trust_checkpoint, what="model file")
+    if not isinstance(obj, dict):
+        raise SrlabError(f"{path} holds a {type(obj).__name__}, not a state dict: pass a .pth, .pt, .ckpt "
+                         "or .safetensors state dict")
     try:
-        state_dict = spandrel.ModelLoader().load_state_dict_from_file(path)
-    except Exception as e:  # noqa: BLE001 - unpickling, zip and safetensors errors alike
-        reason = " ".join(str(e).split())[:160] or type(e).__name__
-        raise SrlabError(f"{path} cannot be read as a model file ({reason}): pass a .pth, .pt, .ckpt "
+        state_dict = spandrel.canonicalize_state_dict(obj)
+    except Exception as e:  # noqa: BLE001 - odd nesting spandrel does not expect
+        raise SrlabError(f"{path} cannot be read as a model file ({type(e).__name__}): pass a .pth, .pt, .ckpt "
                          "or .safetensors state dict") from None
     return from_state_dict(state_dict, str(path))
 
 
 def from_state_dict(state_dict: dict, what: str) -> SpandrelNet:
-    """The SpandrelNet of a (canonicalized) state dict, or one line saying what spandrel found."""
+    """The SpandrelNet of a (canonicalized) state dict, or one line saying what spandrel found.
+    The net spandrel builds is held to a budget set by the bytes the file holds, and the
+    weights must be finite floats (srlab/ops/weight_checks.py)."""
     spandrel = import_spandrel()
     state_dict = spandrel.canonicalize_state_dict(state_dict)
-    tensors = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in state_dict.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         raise SrlabError(f"{what} holds no tensors: it was not written by srlab-train or srlab-export, "
                          "and it is no model file spandrel reads")
+    check_weights(tensors, set(), what)
     try:
-        descriptor = spandrel.ModelLoader().load_from_state_dict(tensors)
+        with AllocationBudget.for_file(tensors, what):
+            descriptor = spandrel.ModelLoader().load_from_state_dict(tensors)
+    except SrlabError:
+        raise
     except spandrel.UnsupportedModelError:
         raise SrlabError(f"{what}: spandrel {spandrel.__version__} recognises no architecture in its "
                          f"{len(tensors)} tensors (first key {next(iter(tensors))!r}), and it was not written "
@@ -231,11 +249,12 @@ def from_state_dict(state_dict: dict, what: str) -> SpandrelNet:
     return SpandrelNet.from_descriptor(descriptor)
 
 
-def pretrained(weights: str, scale: int | None = None) -> SpandrelNet:
+def pretrained(weights: str, scale: int | None = None, trust_checkpoint: bool = False) -> SpandrelNet:
     """`net=pretrained net.weights=<file>`: fine-tune a community model. Architecture and
     hyper-parameters come from the file; the run's checkpoint stores them (rebuild_config),
-    so it no longer needs the file."""
-    net = load_file(weights)
+    so it no longer needs the file. `net.trust_checkpoint=true` admits pickle code and
+    TorchScript (it runs whatever code the file holds)."""
+    net = load_file(weights, trust_checkpoint)
     if scale is not None and net.scale != int(scale):
         raise SrlabError(f"net.weights={weights} is a x{net.scale} {net.arch} model but scale={scale}: "
                          f"pass scale={net.scale}")
