@@ -106,7 +106,8 @@ class RawLoop:
             torch.cuda.current_stream().wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
             self.opt.zero_grad(set_to_none=True)
-            with torch.cuda.graph(self.graph):
+            # thread_local: srlab's loader threads (pin memory) run beside the capture
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self.step(zero_grad=False)
         return self.graph.replay
 

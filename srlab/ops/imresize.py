@@ -18,6 +18,7 @@ Deviations from MATLAB, on purpose:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 
@@ -125,6 +126,33 @@ def _blocks_on(in_len, out_len, scale, kernel, antialias, dtype, device):
     return tuple(blocks)
 
 
+# Lists that keep every weight block handed out while they are registered (`holding_blocks`).
+_holders: list[list] = []
+
+
+@contextlib.contextmanager
+def holding_blocks(into: list):
+    """Append every weight block `imresize` uses inside the block to `into`.
+
+    A captured CUDA graph (speed.cuda_graph, srlab/training/cuda_graph.py) reads these tensors
+    by address on every replay, but `_blocks_on`'s lru_cache may evict them (validation on many
+    image sizes): freed, their memory would be reused under the graph. The graph's owner keeps
+    `into` alive as long as the graph.
+    """
+    _holders.append(into)
+    try:
+        yield into
+    finally:
+        _holders.remove(into)
+
+
+def _blocks(in_len, out_len, scale, kernel, antialias, dtype, device):
+    blocks = _blocks_on(in_len, out_len, scale, kernel, antialias, dtype, device)
+    for held in _holders:
+        held.append(blocks)
+    return blocks
+
+
 def _apply_h(x: torch.Tensor, blocks) -> torch.Tensor:
     """Wh @ x along dim -2, block by block."""
     if len(blocks) == 1 and blocks[0][2] == 0 and blocks[0][3] == x.shape[-2]:
@@ -188,9 +216,9 @@ def imresize(
     out = x
     for axis in ("h", "w") if h_first else ("w", "h"):
         if axis == "h" and do_h:
-            out = _apply_h(out, _blocks_on(in_h, out_h, sh, kname, antialias, dt, dev))
+            out = _apply_h(out, _blocks(in_h, out_h, sh, kname, antialias, dt, dev))
         elif axis == "w" and do_w:
-            out = _apply_w(out, _blocks_on(in_w, out_w, sw, kname, antialias, dt, dev))
+            out = _apply_w(out, _blocks(in_w, out_w, sw, kname, antialias, dt, dev))
     return out
 
 

@@ -109,6 +109,8 @@ class CheckpointOnException(pl.Callback):
         signalled = isinstance(exception, SIGTERMException)
         if (trainer.world_size > 1 and not signalled) or trainer.global_step == 0 or trainer.state.fn != "fit":
             return
+        if not getattr(exception, "save_on_exit", True):  # NaN weights (NonFiniteState): keep the last good file
+            return
         # A batch fetched but never trained (the crash came first) must not count: Lightning
         # would resume with its batch index one ahead of the steps, and validate off-schedule.
         progress = trainer.fit_loop.epoch_loop.batch_progress

@@ -12,7 +12,10 @@ save is never half a file.
   directory, resumes from it by itself.
 - `AtomicCheckpointIO` writes each checkpoint to a temporary file in the same folder, syncs
   it to disk and renames it over the old one: a kill during a save leaves the previous
-  checkpoint, never a truncated one (a rename within a folder is atomic on POSIX).
+  checkpoint, never a truncated one (a rename within a folder is atomic on POSIX). It also
+  remembers the last file it wrote (`last_saved`): under speed.cuda_graph every save is
+  checked finite first, so that is the checkpoint a NaN's error tells the user to resume from
+  (srlab/training/nonfinite.py).
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made atomic: temp file + fsync + rename."""
 
+    last_saved: tuple[str, int] | None = None  # (path, global step) of the last completed write
+
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +51,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if tmp.exists():  # the save itself failed: leave the old checkpoint as it was
                 tmp.unlink()
         _fsync_dir(path.parent)
+        self.last_saved = (str(path), int(checkpoint.get("global_step", 0)))
 
     def remove_checkpoint(self, path) -> None:
         Path(path).unlink(missing_ok=True)

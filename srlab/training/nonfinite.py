@@ -11,6 +11,12 @@ last.ckpt) holds the last good weights.
 The check reads one scalar back from the device per optimizer step: free on a CPU; on a GPU
 it waits for the forward pass before backward kernels are queued, which is why it can be
 turned off (`approach.max_nonfinite_skips=null`).
+
+Under speed.cuda_graph a replayed step cannot skip its update (srlab/training/cuda_graph.py):
+the graph only raises a device flag, read once per logging interval and before every
+checkpoint save. A set flag stops training with `NonFiniteState`, which saves nothing on the
+way out (the weights are NaN by then) and names the last checkpoint written while they were
+finite: a NaN there costs at most the steps of one logging interval, and never `last.ckpt`.
 """
 import logging
 
@@ -23,6 +29,35 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLoss(SrlabError):
     """Training stopped: the loss was non-finite for too many steps in a row."""
+
+
+class NonFiniteState(NonFiniteLoss):
+    """Training stopped: a captured step applied a non-finite loss, so the weights, optimizer
+    moments and EMA are no longer finite. `CheckpointOnException` must not save them over the
+    last good checkpoint (`save_on_exit`)."""
+
+    save_on_exit = False
+
+
+def last_good_checkpoint(trainer) -> str | None:
+    """The checkpoint this process last wrote (`AtomicCheckpointIO.last_saved`, every save of
+    a captured run is checked finite first), else the one the run resumed from; None if none."""
+    saved = getattr(getattr(trainer.strategy, "checkpoint_io", None), "last_saved", None)
+    if saved:
+        return f"{saved[0]} (step {saved[1]})"
+    if trainer.ckpt_path:
+        return f"{trainer.ckpt_path} (the checkpoint this run resumed from)"
+    return None
+
+
+def graph_nonfinite(since: int, step: int, trainer) -> NonFiniteState:
+    """The one-line error of a NaN/Inf loss found under speed.cuda_graph."""
+    good = last_good_checkpoint(trainer)
+    where = f"resume from {good}" if good else "no checkpoint was saved before it: start again"
+    return NonFiniteState(
+        f"non-finite loss under speed.cuda_graph between steps {since + 1} and {step}: a captured step cannot "
+        "skip its update, so the weights are no longer finite and nothing was saved; "
+        f"{where} with a lower learning rate, or with speed.cuda_graph=false (whose steps skip such updates)")
 
 
 class NonFiniteGuard:

@@ -10,7 +10,10 @@ without it, and a switch is on by default only where it won (benchmarks/RESULTS.
 - compile: `nn.Module.compile()` compiles the net in place, so its state_dict keys (and
   checkpoints, srlab-eval, srlab-upscale) are unchanged; the first steps pay the compile time.
 - cuda_graph: the regression approach's whole training step captured once and replayed as one
-  CUDA graph (srlab/training/cuda_graph.py); other approaches, DDP and the CPU run eager.
+  CUDA graph (srlab/training/cuda_graph.py); other approaches and the CPU run eager. What the
+  config decides is decided here; what needs the built trainer (DDP, FSDP, DeepSpeed), the
+  first batch (nets that copy from the host) or the optimizer (no `capturable`) is decided by
+  the approach then, and a capture that fails for any reason also falls back to eager.
 """
 
 from __future__ import annotations
