@@ -179,14 +179,15 @@ class GraphedStep:
         options = {"capture_error_mode": "thread_local"}  # other threads (pin memory) may allocate
         if self.check_liveness and "check_input_liveness" in inspect.signature(torch.cuda.graph).parameters:
             options["check_input_liveness"] = True
-        # Lightning's autocast is already cache-free; a caller's own (the bench's hand-written
-        # loop) may cache casts made outside the graph, which the graph must not reuse
-        autocast = torch.is_autocast_enabled("cuda")
-        dtype = torch.get_autocast_dtype("cuda") if autocast else torch.float32
+        # Lightning 2.6's autocast does not cache casts; an autocast that does (a caller's own)
+        # would hand the graph casts made outside it. Only then is the state changed: under
+        # speed.compile a different autocast state would recompile inside the capture
+        no_cache = contextlib.nullcontext()
+        if torch.is_autocast_enabled("cuda") and torch.is_autocast_cache_enabled():
+            no_cache = torch.autocast("cuda", torch.get_autocast_dtype("cuda"), cache_enabled=False)
         # the outer stream context restores this stream even when a failed capture's exit cannot
         with torch.cuda.stream(torch.cuda.current_stream()):
-            with torch.cuda.graph(graph, **options), torch.autocast("cuda", dtype, enabled=autocast,
-                                                                    cache_enabled=False):
+            with torch.cuda.graph(graph, **options), no_cache:
                 self._captured_body(optimizer)
         return graph
 
