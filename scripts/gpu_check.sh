@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # speed.cuda_graph on a GPU, in one command and under 5 minutes (issue 29):
-#   1. the CUDA tests of tests/test_cuda_graph.py (the `*_on_cuda` ones: captured vs eager in
-#      fp32 and bf16 + EMA + validation, 4 pinning loader workers x3, host-copy nets falling back,
-#      resume across the switch, torch.compile + capture, input liveness, a NaN under the graph);
+#   1. tests/test_cuda_graph_on_cuda.py (captured vs eager in fp32 and in bf16 + EMA +
+#      validation, 4 pinning loader workers x3, host-copy nets falling back, resume across the
+#      switch, torch.compile + capture, input liveness, a NaN under the graph) and the fast
+#      tests of tests/test_cuda_graph.py with CUDA present;
 #   2. `make bench`'s rows for the captured step: U-Net and EDSR, eager and captured, each against
 #      the hand-written eager loop (ratio) and, captured, the hand-written loop replaying its graph;
 #   3. with --psnr (about 3 more minutes): 1000 steps of the U-Net and EDSR under trainer=gpu,
@@ -22,8 +23,8 @@ if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1
 fi
 export WANDB_MODE=offline
 
-echo "== CUDA tests (tests/test_cuda_graph.py -k on_cuda)"
-timeout 180 "$PY" -m pytest tests/test_cuda_graph.py -q -k on_cuda -p no:cacheprovider \
+echo "== tests/test_cuda_graph_on_cuda.py and tests/test_cuda_graph.py"
+timeout 180 "$PY" -m pytest tests/test_cuda_graph_on_cuda.py tests/test_cuda_graph.py -q -m "not slow" -p no:cacheprovider \
   --junitxml="$OUT/junit.xml" >"$OUT/tests.log" 2>&1
 tests_rc=$?
 tail -n 3 "$OUT/tests.log"
