@@ -17,14 +17,15 @@ Layout:
                              composited over white), so storing never changes a value.
 `file` is relative to the store. File numbers are never reused: a reader still holding an old
 index never opens a different image under an old name.
+
+A store may come from someone else: what its index may make srlab read, write or delete is
+checked in `store_files` (only the store's own files; a bad entry is one line, not a traceback).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,14 @@ import torch
 
 from srlab.data.images import read_image
 from srlab.data.sources import _named, list_images
+from srlab.data.store_files import (
+    check_header,
+    check_index,
+    images_folder,
+    inside,
+    remove_image_file,
+    write_file,
+)
 from srlab.errors import SrlabError
 
 FORMAT, VERSION = "srlab-store", 1
@@ -65,6 +74,7 @@ def _read_index(store: Path) -> dict:
     if index.get("version") != VERSION:
         raise SrlabError(f"{path} has store version {index.get('version')}, this srlab reads "
                          f"version {VERSION}: {_hint(store)} into a new folder")
+    check_index(store, index)
     return index
 
 
@@ -75,13 +85,14 @@ def store_scale(store_dir: str | Path) -> int | None:
 
 
 def open_store(store_dir: str | Path) -> list[dict]:
-    """The index entries of a store; `SrlabError` (one line) if it is not usable."""
+    """The index entries of a store; `SrlabError` (one line) if it is not usable, or if an
+    entry names a file outside the store (absolute, `..`, a symlink out)."""
     store = Path(store_dir).expanduser()
     entries = _read_index(store)["images"]
     for e in entries:
-        for file in (e["file"], *([e["lr"]["file"]] if "lr" in e else [])):
-            if not (store / file).is_file():
-                raise SrlabError(f"{store}: image file {file} ({e['name']}) is missing: {_hint(store)} again")
+        for part, name in ((e, e["name"]), *(((e["lr"], f"{e['name']} (LR)"),) if "lr" in e else ())):
+            if not inside(store, name, part["file"]).is_file():
+                raise SrlabError(f"{store}: image file {part['file']} ({name}) is missing: {_hint(store)} again")
     return entries
 
 
@@ -90,9 +101,20 @@ def load_image(store_dir: str | Path, entry: dict) -> tuple[torch.Tensor, bool]:
 
     Nothing is read yet: `t[:, y:y+p, x:x+p].contiguous()` reads only the touched pages.
     mmap_mode="c" (copy-on-write) gives a writable array, so torch.from_numpy does not warn,
-    and nothing can ever be written back to the file.
+    and nothing can ever be written back to the file. The file must lie inside the store and
+    its header must match the entry (`store_files.check_header`) before it is mapped; a bad
+    file is one `SrlabError` line, which training treats as an unreadable image (skipped).
     """
-    arr = np.load(Path(store_dir) / entry["file"], mmap_mode="c")
+    store = Path(store_dir).expanduser()
+    name = entry.get("name", entry.get("file"))
+    path = inside(store, name, entry.get("file"))
+    check_header(store, name, entry, path)
+    try:
+        arr = np.load(path, mmap_mode="c", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise SrlabError(f"store {store}: cannot map {entry['file']} ({name}): {str(e).splitlines()[0]}") from None
+    if arr.shape != (entry["height"], entry["width"], entry["channels"]) or arr.dtype != np.dtype(entry["dtype"]):
+        raise SrlabError(f"store {store}: {entry['file']} ({name}) changed while it was opened")
     assert isinstance(arr, np.memmap), "store images must be memory-mapped, not loaded"
     return torch.from_numpy(arr).permute(2, 0, 1), bool(entry["gray"])
 
@@ -115,22 +137,8 @@ def _encode(x: torch.Tensor, gray: bool) -> np.ndarray:
     return x.permute(1, 2, 0).numpy().astype(np.float32)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write via a temp file in the same folder + os.replace: never a half-written `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C included: leave no temp file behind
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_index(store: Path, index: dict) -> None:
-    _atomic_write(store / INDEX, lambda f: f.write(json.dumps(index, indent=1).encode()))
+    write_file(store / INDEX, lambda f: f.write(json.dumps(index, indent=1).encode()))
 
 
 def _start(store: Path) -> dict:
@@ -142,23 +150,36 @@ def _start(store: Path) -> dict:
     if store.is_dir() and any(store.iterdir()):
         raise SrlabError(f"output={store} is a non-empty folder without {INDEX} (not a store); "
                          "give a new or empty folder")
-    (store / "images").mkdir(parents=True, exist_ok=True)
+    store.mkdir(parents=True, exist_ok=True)
+    images_folder(store, create=True)
     index = {"format": FORMAT, "version": VERSION, "next_file": 0, "images": []}
     _write_index(store, index)
     return index
 
 
 def _sweep(store: Path, index: dict) -> int:
-    """Delete .npy/temp files no index entry names (left by an interrupted run); next number."""
+    """Delete .npy/temp files no index entry names (left by an interrupted run); next number.
+    Only regular files in the store's real images/ folder are ever deleted."""
     used = {e["file"] for e in index["images"]} | {e["lr"]["file"] for e in index["images"] if "lr" in e}
     top = index.get("next_file", 0)
-    (store / "images").mkdir(exist_ok=True)
-    for p in (store / "images").iterdir():
+    for p in images_folder(store, create=True).iterdir():
         if p.suffix == ".npy" and p.stem.isdigit():
             top = max(top, int(p.stem) + 1)  # even an orphan's number is never handed out again
         if f"images/{p.name}" not in used and (p.suffix in (".npy", ".tmp")):
-            p.unlink()
+            remove_image_file(store, f"images/{p.name}")
     return top
+
+
+def _present(store: Path, e: dict) -> bool:
+    """Are the entry's files there? (A deleted one is re-made from its source on a re-run.)"""
+    return all((store / part["file"]).is_file() for part in (e, *([e["lr"]] if "lr" in e else [])))
+
+
+def _size(store: Path, file: str) -> int:
+    try:
+        return (store / file).lstat().st_size
+    except OSError:
+        return 0
 
 
 def _stat(path: Path) -> dict:
@@ -170,7 +191,7 @@ def _write_array(store: Path, index: dict, x: torch.Tensor, gray: bool) -> dict:
     """Encode one decoded image into the next numbered file; its entry fields."""
     arr = _encode(x, gray)
     file = f"images/{index['next_file']:06d}.npy"
-    _atomic_write(store / file, lambda f: np.save(f, arr, allow_pickle=False))
+    write_file(images_folder(store) / Path(file).name, lambda f: np.save(f, arr, allow_pickle=False))
     index["next_file"] += 1
     return {"file": file, "height": arr.shape[0], "width": arr.shape[1], "channels": arr.shape[2],
             "dtype": str(arr.dtype), "gray": gray}
@@ -252,7 +273,7 @@ def prepare_store(input_dir: str | Path, output_dir: str | Path, progress: bool 
             stat = _stat(path)
             lr_stat = _stat(lr_path) if lr_path is not None else None
             old = index["images"][by_name[name]] if name in by_name else None
-            if old and {k: old[k] for k in stat} == stat and (
+            if old and _present(store, old) and {k: old.get(k) for k in stat} == stat and (
                     lr_stat is None or {k: old["lr"].get(k) for k in lr_stat} == lr_stat):
                 counts["unchanged"] += 1
                 continue
@@ -274,12 +295,12 @@ def prepare_store(input_dir: str | Path, output_dir: str | Path, progress: bool 
                 by_name[name] = len(index["images"])
                 index["images"].append(entry)
             _write_index(store, index)
-            if old:  # only after the index stops naming them
+            if old:  # only after the index stops naming them; only a regular file in images/
                 for file in (old["file"], *([old["lr"]["file"]] if "lr" in old else [])):
-                    (store / file).unlink(missing_ok=True)
+                    remove_image_file(store, file)
             counts["updated" if old else "added"] += 1
     files = [e["file"] for e in index["images"]] + [e["lr"]["file"] for e in index["images"] if "lr" in e]
-    gb = sum((store / f).stat().st_size for f in files) / 1e9
+    gb = sum(_size(store, f) for f in files) / 1e9
     what = f"x{index['scale']} pairs" if paired else "images"
     skipped = f", {counts['skipped']} skipped (see the warnings)" if counts.get("skipped") else ""
     print(f"{store}: {counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged"
