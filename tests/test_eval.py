@@ -110,29 +110,35 @@ def squeeze_backbone(tmp_path, monkeypatch):
 
 
 def test_lpips_is_reported_for_sr_and_bicubic(images, squeeze_backbone, make_cfg):
-    metrics, rows, _ = run_eval(make_cfg, [images], "scale=2", "eval.lpips=squeeze")
-    assert metrics["Set/lpips"] > 0 and metrics["Set/lpips"] == pytest.approx(metrics["Set/bicubic_lpips"])
-    assert all(float(r["lpips"]) > 0 for r in rows)
+    metrics, rows, _ = run_eval(make_cfg, [images], "scale=2", "eval.metrics=[psnr,ssim,lpips_squeeze]")
+    assert metrics["Set/lpips_squeeze"] > 0
+    assert metrics["Set/lpips_squeeze"] == pytest.approx(metrics["Set/bicubic_lpips_squeeze"])
+    assert all(float(r["lpips_squeeze"]) > 0 for r in rows)
 
 
 def test_lpips_grows_with_distortion(squeeze_backbone):
     from srlab.evaluation.lpips import LPIPS
 
     torch.manual_seed(0)
-    metric = LPIPS("squeeze")
+    metric = LPIPS(backbone="squeeze")
+    metric.name = "lpips"
     hr = torch.rand(1, 3, 64, 64)
-    small, large = (metric((hr + s * torch.randn_like(hr)).clamp(0, 1), hr) for s in (0.02, 0.2))
-    assert float(metric(hr, hr)) == 0.0 and 0 < float(small) < float(large)
+    small, large = (metric((hr + s * torch.randn_like(hr)).clamp(0, 1), hr)["lpips"] for s in (0.02, 0.2))
+    assert float(metric(hr, hr)["lpips"]) == 0.0 and 0 < float(small) < float(large)
 
 
 def test_lpips_offline_without_weights_is_one_line_naming_the_file(images, offline_hub, make_cfg):
     with pytest.raises(SrlabError) as err:
-        run_eval(make_cfg, [images], "scale=2", "eval.lpips=alex")
+        run_eval(make_cfg, [images], "scale=2", "eval.metrics=[psnr,lpips]")
     msg = str(err.value)
-    assert "\n" not in msg and "eval.lpips=null" in msg
+    assert "\n" not in msg and "from val.metrics / eval.metrics" in msg
     assert f"put alexnet-owt-7be5be79.pth in {offline_hub}/" in msg
-    with pytest.raises(SrlabError, match="not an LPIPS backbone"):
-        run_eval(make_cfg, [images], "scale=2", "eval.lpips=resnet")
+    with pytest.raises(SrlabError, match="eval.metrics: lpips_resnet is not a measure"):
+        run_eval(make_cfg, [images], "scale=2", "eval.metrics=[lpips_resnet]")
+    with pytest.raises(SrlabError, match=r"eval.lpips is now a measure: eval.metrics=\[psnr,ssim,lpips_vgg\]"):
+        run_eval(make_cfg, [images], "scale=2", "eval.lpips=vgg")
+    metrics, _, _ = run_eval(make_cfg, [images], "scale=2", "eval.metrics=[psnr,lpips]", "eval.optional=[lpips]")
+    assert "Set/psnr_y" in metrics and not any("lpips" in k for k in metrics)
 
 
 # ---------- loggers ----------

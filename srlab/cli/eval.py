@@ -1,8 +1,9 @@
 """srlab-eval: paper-convention numbers for a checkpoint (or bicubic) on folders of HR images.
 
 For each image: crop HR to a multiple of the scale, make LR with MATLAB bicubic, super-resolve,
-then measure PSNR_Y / SSIM_Y (border = scale; gray images on their own values), PSNR_RGB and
-optionally LPIPS, for SR and for the bicubic upscale of the same LR. Two pipelines
+then measure `eval.metrics` (default PSNR_Y / SSIM_Y (border = scale; gray images on their own
+values) and PSNR_RGB; LPIPS, DISTS, NIQE by name, srlab/evaluation/measures.py) for SR and for
+the bicubic upscale of the same LR, and the no-reference ones for HR too (`hr_niqe`). Two pipelines
 (`eval.channels`):
 - rgb: the net gets the RGB LR, rounded to 8 bits as the benchmark LR PNGs are; Y is taken
   from the output. What an RGB model is measured with (EDSR, RCAN, SwinIR tables).
@@ -44,7 +45,8 @@ from srlab.data.pairs import fitted_hr_size, match_pairs, misfit
 from srlab.data.sources import list_images
 from srlab.errors import SrlabError
 from srlab.evaluation.stochastic import stochastic_measures
-from srlab.evaluation.metrics import luma, quantize, sr_metrics, y_only_metrics
+from srlab.evaluation.measures import build_measures, measure_all, measure_configs, reported_keys
+from srlab.evaluation.metrics import luma, quantize
 from srlab.evaluation.report import Crops, log_results, print_table, write_results
 from srlab.inference.diffusion_sampling import TiledSampler
 from srlab.inference.tile_size import auto_tile, auto_tile_batch, lr_alignment
@@ -142,8 +144,9 @@ def eval_degradation(name: str | None, scale: int, train_config: dict | None):
 
 
 def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, self_ensemble: bool,
-            lpips, degrade=None, seed: int = 0, lr: torch.Tensor | None = None) -> tuple[dict, tuple]:
-    """One HR image [1,3,H,W] -> (metrics of SR and of bicubic, (hr, bicubic, sr, lr) as measured).
+            measures: dict, degrade=None, seed: int = 0, lr: torch.Tensor | None = None) -> tuple[dict, tuple]:
+    """One HR image [1,3,H,W] -> (`measures` of SR and of bicubic, and the no-reference ones of
+    HR as `hr_<key>`; (hr, bicubic, sr, lr) as measured).
     `degrade` (with its generator seeded by `seed`) makes the LR instead of MATLAB bicubic;
     `lr` [1,3,H/s,W/s] is a given LR file's image (eval.lr_dirs), used as it is."""
     gray_t = torch.tensor([gray], device=hr.device)
@@ -160,11 +163,14 @@ def measure(net, hr: torch.Tensor, gray: bool, scale: int, channels: str, self_e
     bicubic = imresize(lr, scale=scale).clamp(0, 1)
     row = {}
     for prefix, out in (("", sr), ("bicubic_", bicubic)):
-        values = y_only_metrics(out, hr, scale) if channels == "y" else sr_metrics(out, hr, scale, gray_t)
-        if lpips is not None:
-            values["lpips"] = lpips(out, hr, scale)
+        values = measure_all(measures, out, hr, scale, gray_t)  # Y-only: one channel, psnr_y/ssim_y only
         row.update({prefix + k: float(v) for k, v in values.items()})
+    row.update({f"hr_{k}": float(v) for k, v in measure_all(measures, hr, None, scale, gray_t).items()})
     return row, (hr, bicubic, sr, lr)
+
+
+def lpips_name(backbone) -> str:
+    return "lpips" if str(backbone) == "alex" else f"lpips_{backbone}"
 
 
 def eval_files(folder, lr_dir, pattern) -> list[tuple[Path, Path | None]]:
@@ -212,11 +218,10 @@ def evaluate(cfg: DictConfig) -> dict:
     sampler = net if hasattr(net, "sample") and n_draws > 1 else None
     if channels == "y":
         net = GrayNet(net)  # Y in, Y out: bicubic is unchanged, an RGB net sees a gray image
-    lpips = None
-    if cfg.eval.get("lpips"):
-        from srlab.evaluation.lpips import LPIPS
-
-        lpips = LPIPS(str(cfg.eval.lpips)).to(device)
+    if cfg.eval.get("lpips"):  # srlab <= 0.2: one LPIPS option, now a measure like the others
+        raise SrlabError(f"eval.lpips is now a measure: eval.metrics=[psnr,ssim,{lpips_name(cfg.eval.lpips)}]")
+    names, optional, definitions = measure_configs(cfg, "eval")
+    measures = {k: m.to(device) for k, m in build_measures(names, definitions, optional, "eval.metrics").items()}
     run_dir = Path(cfg.paths.output_dir)
     if getattr(net, "stepwise", False):  # diffusion: one draw, each denoising step tiled
         forward = TiledSampler(net, cfg.eval.get("tile"), int(cfg.eval.get("overlap", 32)), cfg.eval.get("tile_batch"))
@@ -245,7 +250,7 @@ def evaluate(cfg: DictConfig) -> dict:
             seed = int(cfg.eval.get("seed", 0)) + index
             if isinstance(forward, TiledSampler):
                 forward.seed = seed  # the one draw measured as psnr_y, ... (the same in every eval)
-            values, images = measure(forward, hr, gray, scale, channels, bool(cfg.eval.self_ensemble), lpips,
+            values, images = measure(forward, hr, gray, scale, channels, bool(cfg.eval.self_ensemble), measures,
                                      degrade, seed, lr)
             if sampler is not None:
                 is_gray = torch.tensor([gray or channels == "y"], device=device)
@@ -270,7 +275,7 @@ def evaluate(cfg: DictConfig) -> dict:
     reader.shutdown()
 
     write_results(rows, metrics, run_dir)
-    print_table(metrics, [set_name(s) for s in cfg.eval.sets], scale, channels, run_dir)
+    print_table(metrics, [set_name(s) for s in cfg.eval.sets], scale, channels, run_dir, reported_keys(measures))
     if cfg.get("logger"):
         log_results(cfg, metrics, rows, crops, scale, train_config)
     return metrics

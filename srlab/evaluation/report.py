@@ -68,19 +68,44 @@ def write_results(rows: list[dict], metrics: dict, run_dir: Path) -> None:
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
-def print_table(metrics: dict, sets: list[str], scale: int, channels: str, run_dir: Path) -> None:
+# key -> (column label, format) for the printed table; other keys: upper case, 4 decimals
+LABELS = {"psnr_y": ("PSNR_Y", "{:.2f}"), "ssim_y": ("SSIM_Y", "{:.4f}"), "psnr_rgb": ("PSNR_RGB", "{:.2f}")}
+
+
+def label(key: str) -> tuple[str, str]:
+    return LABELS.get(key, (key.upper(), "{:.4f}"))
+
+
+def print_table(metrics: dict, sets: list[str], scale: int, channels: str, run_dir: Path,
+                keys: list[str] | None = None) -> None:
+    """One row per set (or per method/set with srlab-eval sr_dirs): each measure for SR and
+    bicubic, side by side, and the PSNR gain over bicubic. `keys`: the measures' keys in
+    order (default PSNR_Y, SSIM_Y); PSNR_RGB stays in metrics.json to keep the table narrow."""
     pipeline = "Y-only pipeline (SRCNN/VDSR)" if channels == "y" else "RGB pipeline"
     table = Table(title=f"x{scale}, Y channel, border = {scale}, {pipeline}")
-    has_lpips = any(k.endswith("/lpips") for k in metrics)
-    columns = ["set", "images", "PSNR_Y", "SSIM_Y", "bicubic PSNR_Y", "bicubic SSIM_Y", "gain dB"]
-    columns += ["LPIPS", "bicubic LPIPS"] if has_lpips else []
+    keys = [k for k in (keys or ["psnr_y", "ssim_y"]) if k != "psnr_rgb"]
+    shown = [k for k in keys if any(f"{s}/{k}" in metrics for s in sets)]
+    columns = ["set", "images"]
+    for key in shown:
+        columns += [label(key)[0]]
+        if any(f"{s}/bicubic_{key}" in metrics for s in sets):
+            columns += [f"bicubic {label(key)[0]}"] + (["gain dB"] if key == "psnr_y" else [])
     for column in columns:
         table.add_column(column, justify="right")
     for s in sets:
-        m = lambda k: metrics[f"{s}/{k}"]  # noqa: E731
-        cells = [s, str(m("n_images")), f"{m('psnr_y'):.2f}", f"{m('ssim_y'):.4f}", f"{m('bicubic_psnr_y'):.2f}",
-                 f"{m('bicubic_ssim_y'):.4f}", f"{m('psnr_y') - m('bicubic_psnr_y'):+.2f}"]
-        cells += [f"{m('lpips'):.4f}", f"{m('bicubic_lpips'):.4f}"] if has_lpips else []
+        def cell(k, fmt):
+            value = metrics.get(f"{s}/{k}")
+            return fmt.format(value) if isinstance(value, (int, float)) else "—"
+
+        cells = [s, str(metrics.get(f"{s}/n_images", ""))]
+        for key in shown:
+            fmt = label(key)[1]
+            cells.append(cell(key, fmt))
+            if any(f"{t}/bicubic_{key}" in metrics for t in sets):
+                cells.append(cell(f"bicubic_{key}", fmt))
+                if key == "psnr_y":
+                    has = f"{s}/psnr_y" in metrics and f"{s}/bicubic_psnr_y" in metrics
+                    cells.append(f"{metrics[f'{s}/psnr_y'] - metrics[f'{s}/bicubic_psnr_y']:+.2f}" if has else "—")
         table.add_row(*cells)
     console = Console()
     console.print(table)
