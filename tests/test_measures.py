@@ -120,8 +120,9 @@ def test_offline_without_a_backbone_is_one_line_unless_optional(offline_hub, cap
 
 
 def test_means_skip_nan_and_sum_per_key():
-    means = MeasureMeans(["psnr_y", "niqe"])
+    means = MeasureMeans(["psnr_y", "niqe", "dists"])
     means.update({"psnr_y": torch.tensor([30.0, 32.0]), "niqe": torch.tensor([4.0, float("nan")])})
     means.update({"psnr_y": torch.tensor([34.0]), "niqe": torch.tensor([6.0])})
     out = means.compute()
     assert float(out["psnr_y"]) == pytest.approx(32.0) and float(out["niqe"]) == pytest.approx(5.0)
+    assert torch.isnan(out["dists"])  # nothing measured: NaN, never a best checkpoint

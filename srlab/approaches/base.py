@@ -2,9 +2,14 @@
 
 An approach (regression, GAN, VAE, ...) differs only in how it trains. What it is *measured*
 by must not differ, or runs cannot be compared: validation here computes the paper-convention
-metrics for SR and for the bicubic upscale of the same LR (`val/<metric>`,
-`val/bicubic_<metric>`, `val/gain_psnr_y`), logs the loss mix on val images, and returns the
-images the sample-panel callback draws. The net is always the attribute `net`, so its
+measures the run's config lists (`val.metrics`, srlab/evaluation/measures.py; PSNR and SSIM
+by default) for SR and for the bicubic upscale of the same LR (`val/<key>`, `val/bicubic_<key>`,
+`val/gain_psnr_y`), logs the loss mix on val images, and returns the images the sample-panel
+callback draws. The bicubic numbers of a val image do not change between validations, so
+they are measured once per image and reused (keyed by the LR's shape and sum): with LPIPS and
+NIQE on, that halves what the measures add to a validation. The measures' networks are kept
+outside the module's state (never in a checkpoint); `measure_direction` tells `best.ckpt`
+whether a logged key is better high or low. The net is always the attribute `net`, so its
 weights sit under "net." in every checkpoint, which is what srlab-eval / srlab-upscale load;
 `srlab_config` (the resolved training config) rides along to rebuild it.
 """
@@ -17,7 +22,8 @@ import torch
 from torch import nn
 
 from srlab.errors import SrlabError
-from srlab.evaluation.metrics import SRMetrics
+from srlab.evaluation.measures import (DEFAULT_DEFINITIONS, MeasureMeans, base_key, build_measures, direction,
+                                      measure_all, measure_configs, reported_keys)
 from srlab.losses.mix import LossMix
 from srlab.ops.imresize import imresize
 from srlab.training.ema import EMA
@@ -36,8 +42,8 @@ class SRApproach(pl.LightningModule):
         self.net = net
         self.loss = loss
         self.scale = int(scale)
-        self.val_sr = SRMetrics(border=self.scale)
-        self.val_bicubic = SRMetrics(border=self.scale)
+        self._measures: dict | None = None  # built from srlab_config at setup (val_measures)
+        self._bicubic_values: dict = {}
         decay = float((ema or {}).get("decay", 0.0) or 0.0)
         if not 0.0 <= decay < 1.0:
             raise SrlabError(f"approach.ema.decay={decay}: use 0 (off) or a value in (0, 1), e.g. 0.999")
@@ -85,22 +91,79 @@ class SRApproach(pl.LightningModule):
             self.log(f"{stage}/{prefix}/{name}", value, **kw)
             self.log(f"{stage}/{prefix}/weighted/{name}", self.loss.weights[name] * value, **kw)
 
+    def val_measures(self) -> dict:
+        """{name: measure} of `val.metrics` in the run's config (PSNR and SSIM without one),
+        built once; a missing backbone is one line here, before any step (setup)."""
+        if self._measures is None:
+            names, optional, definitions = measure_configs(getattr(self, "srlab_config", None) or {}, "val")
+            self._measures = build_measures(names, definitions or DEFAULT_DEFINITIONS, optional, "val.metrics")
+            keys = reported_keys(self._measures)
+            self.val_sr, self.val_bicubic = MeasureMeans(keys), MeasureMeans(keys)
+        return self._measures
+
+    def measure_direction(self, key: str) -> str | None:
+        """"max" / "min" for a logged key (`val/lpips`: min), None when unknown."""
+        return direction(key, self.val_measures())
+
+    def logged_keys(self) -> list[str]:
+        """The `val/...` keys validation logs for SR and bicubic."""
+        keys = reported_keys(self.val_measures())
+        return [f"val/{k}" for k in keys] + [f"val/bicubic_{k}" for k in keys] + \
+            (["val/gain_psnr_y"] if "psnr_y" in keys else [])
+
+    def unmeasured(self, key: str) -> str | None:
+        """Why validation will not log `key` (a measure not in val.metrics, or left out), or
+        None (it will, or it is no measure's key: a loss, a KL, trust it)."""
+        if key in self.logged_keys() or not key.startswith("val/"):
+            return None
+        names, _, definitions = measure_configs(getattr(self, "srlab_config", None) or {}, "val")
+        known = set(definitions or DEFAULT_DEFINITIONS) | {"psnr_y", "ssim_y", "psnr_rgb"}
+        if base_key(key) in known and not key.split("/")[-1].startswith(("sample_", "mean_")):
+            return f"{key} is not measured (val.metrics=[{','.join(names)}] gives {', '.join(self.logged_keys())})"
+        return None
+
+    def setup(self, stage: str) -> None:
+        self.val_measures()
+
+    def measure(self, images: torch.Tensor, batch: dict, **kw) -> dict:
+        """{key: per-image values} of the val measures of `images` against the batch's HR."""
+        measures = self.val_measures()
+        for m in measures.values():
+            m.to(images.device)
+        return measure_all(measures, images, batch["hr"], self.scale, batch.get("gray"), **kw)
+
     def validation_step(self, batch: dict, batch_idx: int) -> dict:
         lr, hr = batch["lr"], batch["hr"]
         sr = self.eval_net(lr)
         total, terms = self.loss(sr, hr)
         self.log_loss("val", total, terms, hr.shape[0])
         bicubic = imresize(lr, scale=self.scale)
-        self.val_sr.update(sr, hr, batch.get("gray"))
-        self.val_bicubic.update(bicubic, hr, batch.get("gray"))
+        values = self.measure(sr, batch)  # builds the accumulators on first use
+        self.val_sr.to(sr.device).update(values)
+        key = (batch_idx, tuple(lr.shape), float(lr.double().sum()))  # the same val image as last time?
+        if key not in self._bicubic_values:
+            self._bicubic_values[key] = self.measure(bicubic, batch)
+        self.val_bicubic.to(sr.device).update(self._bicubic_values[key])
         # Returned for the sample-panel callback (LR | bicubic | SR | HR; LR comes from the batch).
         return {"sr": sr.detach().clamp(0, 1), "bicubic": bicubic.clamp(0, 1)}
 
+    def log_sample_measures(self, samples: torch.Tensor, batch: dict) -> None:
+        """A stochastic approach's draws [n,N,3,H,W]: the val measures beyond PSNR/SSIM (those
+        are `sample_psnr_y`, `mean_psnr_y` already) of one draw and of their mean."""
+        for prefix, images in (("sample_", samples[0]), ("mean_", samples.mean(dim=0))):
+            values = measure_all({k: m for k, m in self.val_measures().items() if k not in ("psnr", "ssim")},
+                                 images, batch["hr"], self.scale, batch.get("gray"))
+            for name, v in values.items():
+                self.log(f"val/{prefix}{name}", v.nanmean(), on_step=False, on_epoch=True, batch_size=v.numel(),
+                         sync_dist=True)
+
     def on_validation_epoch_end(self) -> None:
+        self.val_measures()
         sr, bicubic = self.val_sr.compute(), self.val_bicubic.compute()
         self.log_dict({f"val/{k}": v for k, v in sr.items()}, prog_bar=False)
         self.log_dict({f"val/bicubic_{k}": v for k, v in bicubic.items()})
-        self.log("val/gain_psnr_y", sr["psnr_y"] - bicubic["psnr_y"], prog_bar=True)
+        if "psnr_y" in sr and "psnr_y" in bicubic:
+            self.log("val/gain_psnr_y", sr["psnr_y"] - bicubic["psnr_y"], prog_bar=True)
         self.val_sr.reset()
         self.val_bicubic.reset()
 

@@ -99,8 +99,8 @@ class MeasureMeans(Metric):
             setattr(self, f"n_{name}", getattr(self, f"n_{name}") + ok.sum())
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return {name: (getattr(self, f"sum_{name}") / getattr(self, f"n_{name}")).float()
-                for name in self.names if int(getattr(self, f"n_{name}")) > 0}
+        # a key no image could be measured by (NIQE of tiny images) is NaN: logged, never best
+        return {name: (getattr(self, f"sum_{name}") / getattr(self, f"n_{name}")).float() for name in self.names}
 
 
 def measure_all(measures: Mapping[str, Measure], sr: torch.Tensor, hr: torch.Tensor | None, border: int,
@@ -131,3 +131,8 @@ def measure_configs(cfg, group: str) -> tuple[list[str], list[str], dict]:
 def reported_keys(measures: Mapping[str, Measure]) -> list[str]:
     """Every key the measures report, in list order (`psnr` -> psnr_y, psnr_rgb)."""
     return [k for m in measures.values() for k in m.reports()]
+
+
+# what validation measures for a module built without srlab-train's config (tests, scripts)
+DEFAULT_DEFINITIONS = {"psnr": {"_target_": "srlab.evaluation.psnr.PSNR"},
+                       "ssim": {"_target_": "srlab.evaluation.ssim.SSIM"}}

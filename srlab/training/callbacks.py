@@ -11,10 +11,12 @@ draws (8-bit Y levels, `STD_FULL_SCALE` levels = white): the std should sit on e
 `CheckpointOnException` writes `last.ckpt` when training dies (Ctrl-C, a corrupt image),
 so a crash costs at most the steps since the last save — never the whole run.
 `ProgressBar` is Lightning's Rich bar, redrawn every few batches instead of every batch.
+`BestCheckpoint` is `best.ckpt` by any logged measure, its mode read off the measure's direction.
 `ValHistory` keeps the run's own val curve (`val_history.csv`) whatever the logger, so
 `srlab-compare` can plot runs offline.
 """
 import csv
+import logging
 import time
 from pathlib import Path
 
@@ -24,6 +26,9 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from srlab.data.images import save_image
+from srlab.errors import SrlabError
+
+log = logging.getLogger(__name__)
 
 CAPTION = "LR (nearest) | bicubic | SR | HR"
 SAMPLES_CAPTION = "samples at temperature 1 | per-pixel std across samples (Y, white = 16 levels)"
@@ -176,3 +181,41 @@ class ValHistory(pl.Callback):
             writer.writeheader()
             writer.writerows(rows + [row])
         tmp.replace(self.path)
+
+
+class BestCheckpoint(pl.callbacks.ModelCheckpoint):
+    """best.ckpt by any logged key: `monitor=val/lpips` keeps the lowest LPIPS, `val/psnr_y` the
+    highest PSNR. `mode: auto` takes the direction from the measure itself (the module's
+    `measure_direction`), so nobody has to remember that LPIPS is better low. `monitor` may be a
+    list: the first key validation logs wins (`[val/lpips, val/niqe]`: LPIPS where its
+    backbone file is there, else NIQE), said in one line. A key naming a measure validation
+    does not take is one line at the start, not a run that silently keeps no best."""
+
+    def __init__(self, monitor: str | list[str] = "val/psnr_y", mode: str = "auto", **kw):
+        candidates = [monitor] if isinstance(monitor, str) else [str(m) for m in monitor or []]
+        if not candidates:
+            raise SrlabError("callbacks.best.monitor is empty: name a logged key, e.g. val/psnr_y or val/lpips")
+        if mode not in ("auto", "min", "max"):
+            raise SrlabError(f"callbacks.best.mode={mode}: use auto (from the measure), min or max")
+        super().__init__(monitor=candidates[0], mode="max" if mode == "auto" else mode, **kw)
+        self.candidates, self.auto_mode = candidates, mode == "auto"
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        super().setup(trainer, pl_module, stage)
+        unmeasured = getattr(pl_module, "unmeasured", lambda key: None)
+        reasons = {key: unmeasured(key) for key in self.candidates}
+        chosen = next((key for key in self.candidates if reasons[key] is None), None)
+        if chosen is None:
+            raise SrlabError(f"callbacks.best.monitor={','.join(self.candidates)}: {'; '.join(reasons.values())}")
+        if chosen != self.candidates[0]:
+            log.warning("best.ckpt follows %s (%s)", chosen, "; ".join(r for r in reasons.values() if r))
+        mode = self.mode
+        if self.auto_mode:
+            mode = getattr(pl_module, "measure_direction", lambda key: None)(chosen)
+            if mode is None:
+                raise SrlabError(f"callbacks.best.monitor={chosen}: cannot tell whether higher is better; "
+                                 "set callbacks.best.mode=max or min")
+        if len(self.candidates) > 1 and chosen == self.candidates[0]:
+            log.info("best.ckpt follows %s (%s is better)", chosen, "lower" if mode == "min" else "higher")
+        self.monitor = chosen
+        self._ModelCheckpoint__init_monitor_mode(mode)
