@@ -13,7 +13,7 @@ SRLAB = Path(__file__).resolve().parents[1] / "srlab"
 ALLOWED = {
     "cli": {"config", "approaches", "training", "inference", "evaluation", "nets", "losses", "data", "runs", "ops"},
     "approaches": {"training", "inference", "evaluation", "nets", "losses", "data", "ops"},
-    "training": {"data", "ops"},
+    "training": {"data", "inference", "ops"},  # snapshots: spandrel-readable files (inference.interchange)
     "inference": {"nets", "data", "ops"},
     "evaluation": {"losses", "runs", "ops"},
     "nets": {"ops"},

@@ -80,3 +80,19 @@ def test_a_monitor_validation_does_not_measure_is_one_line(make_cfg, folders):
                               "callbacks.best.monitor=val/niqe"], run_dir=Path(cfg.paths.output_dir).parent / "b")
     train(cfg)
     assert best_state(cfg)["monitor"] == "val/niqe"
+
+
+def test_snapshots_every_n_steps_with_their_measures(make_cfg, folders):
+    from srlab.inference.checkpoint import load_net
+
+    cfg = make_cfg(folders + ["data=folder", "trainer.max_steps=6", "trainer.val_check_interval=2",
+                              "callbacks.snapshots.every_n_steps=4", "val.metrics=[psnr,ssim,niqe]"])
+    train(cfg)
+    snaps = Path(cfg.paths.output_dir) / "snapshots"
+    with open(snaps / "measures.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [4]  # validations at 2, 4, 6: one per 4 steps
+    assert rows[0]["file"] == "step0000004.srlab.safetensors" and float(rows[0]["val/psnr_y"]) > 0
+    assert "val/niqe" in rows[0]
+    net, info = load_net(snaps / rows[0]["file"])  # a U-Net has no spandrel counterpart: srlab's own file
+    assert info["scale"] == 4 and net(torch.rand(1, 3, 8, 8)).shape[-1] == 32
