@@ -194,6 +194,10 @@ def read_pair(hr_path: Path, lr_path: Path | None, scale: int):
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    if cfg.get("sr_dirs"):  # SR images made elsewhere: measured, not made (srlab/cli/eval_given.py)
+        from srlab.cli.eval_given import evaluate_given
+
+        return evaluate_given(cfg, set_name)
     if not cfg.eval.sets:
         raise SrlabError("eval.sets is empty: pass folders of HR images, e.g. eval.sets=[data/Set5/HR]")
     net, scale, train_config = load_model(cfg)
