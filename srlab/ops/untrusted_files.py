@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import stat
 import warnings
 import zipfile
@@ -95,8 +96,8 @@ def load_pickle(path: Path, trust: bool):
         # torch's safe unpickler names the class it refused: "Unsupported global: GLOBAL x.Y".
         if "Unsupported global" not in str(e) and "weights_only" not in str(e):
             raise _damaged(path) from None
-        words = str(e).split("Unsupported global:")[-1].split()
-        refused = (words[1] if words[:1] == ["GLOBAL"] and len(words) > 1 else " ".join(words[:1]))[:120]
+        named = re.search(r"GLOBAL ([\w.]+)", str(e))  # torch names the class or function it refused
+        refused = named.group(1)[:120] if named else "a Python object"
     except Exception:  # zip/miniz errors, EOF, garbage: all mean "not a usable file"
         raise _damaged(path) from None
     try:  # plain weights next to a pickled extra (argparse Namespace, numpy scalars): no code runs

@@ -71,9 +71,20 @@ class AllocationBudget(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def check_declared(state_dict: dict, what: str) -> None:
+    """One line if the tensors' shapes claim far more bytes than their storages hold (one
+    number expanded to a huge shape, stride 0): checked before anything reads them."""
+    declared = sum(v.numel() * v.element_size() for v in state_dict.values() if isinstance(v, torch.Tensor))
+    held = held_bytes(state_dict)
+    if declared > BUDGET_FACTOR * held + BUDGET_SLACK:
+        raise SrlabError(f"{what}: its tensors declare {declared / 2**30:.1f} GiB but the file holds "
+                         f"{held / 2**20:.1f} MiB: refused (a damaged or hostile file)")
+
+
 def check_weights(state_dict: dict, parameter_names: set[str], what: str) -> None:
     """One line naming the first tensor that is not finite, or not floating point where the net
     has a parameter (int64/bool weights would be cast silently into a net that outputs garbage)."""
+    check_declared(state_dict, what)
     for name, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             continue
