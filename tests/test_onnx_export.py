@@ -11,7 +11,7 @@ from srlab.cli.export import export
 from srlab.config.compose import CONFIG_DIR
 from srlab.errors import SrlabError
 from srlab.inference.checkpoint import EXPORT_FORMAT
-from srlab.inference.file_configs import NETS, build
+from srlab.inference.file_configs import NETS as SRLAB_NETS, build
 from srlab.inference.onnx_export import check_onnx
 
 ort = pytest.importorskip("onnxruntime")
@@ -44,7 +44,7 @@ def small_net_config(name: str, scale: int) -> dict:
 def test_onnx_matches_pytorch(name, tmp_path):
     torch.manual_seed(0)
     cfg = small_net_config(name, scale=2)
-    net = build(cfg, NETS, 'test').eval()
+    net = build(cfg, SRLAB_NETS, 'test').eval()
     with torch.no_grad():  # random weights everywhere: residual heads start at zero (net = bicubic)
         for p in net.parameters():
             p.normal_(0, 0.05)
@@ -63,7 +63,7 @@ def test_onnx_matches_pytorch(name, tmp_path):
 def test_onnx_export_keeps_srlab_default(tmp_path):
     cfg = small_net_config("espcn", scale=3)
     torch.save({"format": EXPORT_FORMAT, "net_config": cfg, "scale": 3,
-                "state_dict": build(cfg, NETS, 'test').state_dict()}, tmp_path / "m.ckpt")
+                "state_dict": build(cfg, SRLAB_NETS, 'test').state_dict()}, tmp_path / "m.ckpt")
     assert export(tmp_path / "m.ckpt", safetensors=False) == [tmp_path / "m.srlab.pt"]
     with pytest.raises(SrlabError, match="format=tflite is not one of srlab, onnx, safetensors, pth"):
         export(tmp_path / "m.ckpt", format="tflite")
