@@ -66,15 +66,15 @@ def check_zip(path: Path, members: list[zipfile.ZipInfo], trust: bool) -> None:
     if inflated > 2 * size + INFLATE_SLACK:
         raise SrlabError(f"checkpoint {path} declares {inflated / 2**20:.0f} MiB of records in a "
                          f"{size / 2**20:.1f} MiB file (a zip bomb, not a PyTorch checkpoint): refused")
-    torchscript = any(m.filename.split("/")[1:2] == ["code"] or m.filename.endswith("/constants.pkl")
-                      for m in members)
-    if torchscript and not trust:
+    if is_torchscript(members) and not trust:
         raise SrlabError(f"{path} is a TorchScript file: loading it runs the code it holds; use a state dict "
                          f"(.pth/.safetensors), or {TRUST_HINT}")
 
 
 def is_torchscript(members: list[zipfile.ZipInfo] | None) -> bool:
-    return bool(members) and any(m.filename.split("/")[1:2] == ["code"] for m in members)
+    """A TorchScript archive holds its code (`<root>/code/...`) and constants beside the weights."""
+    return bool(members) and any(m.filename.split("/")[1:2] == ["code"] or m.filename.endswith("/constants.pkl")
+                                 for m in members)
 
 
 def _load(path: Path, **kwargs):
